@@ -1,0 +1,71 @@
+import { spawn } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { freePort, waitForPort } from './ports.js';
+import { run, which } from './run.js';
+
+export interface RunningRedis {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+const REDIS_DIRS = ['/usr/bin', '/usr/sbin', '/usr/local/bin'];
+
+/**
+ * Returns a `redis-server` binary: from PATH, else installs Debian's package when running as root with apt,
+ * else fails with what to install.
+ */
+export async function ensureRedisServer(): Promise<string> {
+  const found = await which('redis-server', REDIS_DIRS);
+  if (found) return found;
+  const apt = await which('apt-get');
+  if (apt && process.getuid?.() === 0) {
+    process.stderr.write('redis-server not found; installing Debian package redis-server...\n');
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    await run(apt, ['update', '-qq'], { env });
+    await run(apt, ['install', '-y', '-qq', '--no-install-recommends', 'redis-server'], { env });
+    const installed = await which('redis-server', REDIS_DIRS);
+    if (installed) return installed;
+  }
+  throw new Error(
+    'redis-server is not installed: install it (apt-get install redis-server, brew install redis) or set REDIS_URL',
+  );
+}
+
+/** Starts a throwaway `redis-server` on a free loopback port (no persistence). */
+export async function startRedis(options: { dataDir: string; port?: number }): Promise<RunningRedis> {
+  const binary = await ensureRedisServer();
+  const port = options.port ?? (await freePort());
+  await mkdir(options.dataDir, { recursive: true });
+  const child = spawn(
+    binary,
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      options.dataDir,
+    ],
+    { stdio: 'ignore' },
+  );
+  const exited = new Promise<never>((_, reject) =>
+    child.once('exit', (code) =>
+      reject(new Error(`redis-server exited with code ${code} before it was ready`)),
+    ),
+  );
+  await Promise.race([waitForPort(port, 10_000), exited]);
+  exited.catch(() => undefined);
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      const done = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await done;
+    },
+  };
+}

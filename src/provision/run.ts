@@ -1,0 +1,40 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
+
+/** Runs a command to completion, folding its output into the error when it fails. */
+export async function run(
+  command: string,
+  args: readonly string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<string> {
+  try {
+    const { stdout } = await execFileAsync(command, args, {
+      ...options,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    return stdout;
+  } catch (error) {
+    const e = error as { stderr?: string; stdout?: string; message: string };
+    const output = `${e.stdout ?? ''}${e.stderr ?? ''}`.trim().split('\n').slice(-20).join('\n');
+    throw new Error(`${command} ${args.join(' ')} failed: ${e.message}\n${output}`, { cause: error });
+  }
+}
+
+/** The absolute path of `command` on PATH (or in `extraDirs`), or undefined. */
+export async function which(command: string, extraDirs: readonly string[] = []): Promise<string | undefined> {
+  const { access, constants } = await import('node:fs/promises');
+  const path = await import('node:path');
+  const dirs = [...(process.env.PATH ?? '').split(path.delimiter), ...extraDirs].filter(Boolean);
+  for (const dir of dirs) {
+    const candidate = path.join(dir, command);
+    try {
+      await access(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here; keep looking
+    }
+  }
+  return undefined;
+}

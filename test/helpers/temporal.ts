@@ -1,0 +1,32 @@
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import {
+  DefaultLogger,
+  Runtime,
+  bundleWorkflowCode,
+  type WorkflowBundleWithSourceMap,
+} from '@temporalio/worker';
+import { fileURLToPath } from 'node:url';
+import { services } from './services.js';
+
+let runtimeInstalled = false;
+
+/** Keeps the SDK's core logs to warnings; must run before anything creates the runtime. */
+export function installTestRuntime(): void {
+  if (runtimeInstalled) return;
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  runtimeInstalled = true;
+}
+
+/** Starts a fresh time-skipping test server for this test file (skipped time is global to a server). */
+export async function createTimeSkippingEnv(): Promise<TestWorkflowEnvironment> {
+  installTestRuntime();
+  return TestWorkflowEnvironment.createTimeSkipping({
+    server: { executable: { type: 'existing-path', path: services().testServerPath } },
+  });
+}
+
+/** Bundles a workflow module once per test file; pass the result as `workflowBundle`. */
+export async function bundleWorkflows(relativeToRepo: string): Promise<WorkflowBundleWithSourceMap> {
+  const workflowsPath = fileURLToPath(new URL(`../../${relativeToRepo}`, import.meta.url));
+  return bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger('WARN') });
+}
