@@ -1,0 +1,151 @@
+import type pg from 'pg';
+
+/**
+ * Inserts rows into LiteLLM's real tables with only the columns a budget test cares about; LiteLLM's NOT NULL
+ * columns without defaults get fixed test values. Timestamps are ISO instants, stored as UTC like Prisma does.
+ */
+type Db = pg.Pool | pg.ClientBase;
+
+export async function insertBudget(
+  db: Db,
+  row: { id: string; maxBudget?: number | null; duration?: string | null; resetAt?: string | null },
+): Promise<void> {
+  await db.query(
+    `INSERT INTO "LiteLLM_BudgetTable" (budget_id, max_budget, budget_duration, budget_reset_at, created_by, updated_by)
+     VALUES ($1, $2, $3, $4::timestamptz AT TIME ZONE 'UTC', 'test', 'test')`,
+    [row.id, row.maxBudget ?? null, row.duration ?? null, row.resetAt ?? null],
+  );
+}
+
+export async function insertKey(
+  db: Db,
+  row: {
+    token: string;
+    spend?: number;
+    budgetId?: string | null;
+    duration?: string | null;
+    resetAt?: string | null;
+    maxBudget?: number | null;
+    expires?: string | null;
+  },
+): Promise<void> {
+  await db.query(
+    `INSERT INTO "LiteLLM_VerificationToken" (token, spend, budget_id, budget_duration, budget_reset_at, max_budget, expires)
+     VALUES ($1, $2, $3, $4, $5::timestamptz AT TIME ZONE 'UTC', $6, $7::timestamptz AT TIME ZONE 'UTC')`,
+    [
+      row.token,
+      row.spend ?? 0,
+      row.budgetId ?? null,
+      row.duration ?? null,
+      row.resetAt ?? null,
+      row.maxBudget ?? null,
+      row.expires ?? null,
+    ],
+  );
+}
+
+export async function insertUser(
+  db: Db,
+  row: { id: string; spend?: number; duration?: string | null; resetAt?: string | null; maxBudget?: number | null },
+): Promise<void> {
+  await db.query(
+    `INSERT INTO "LiteLLM_UserTable" (user_id, spend, budget_duration, budget_reset_at, max_budget)
+     VALUES ($1, $2, $3, $4::timestamptz AT TIME ZONE 'UTC', $5)`,
+    [row.id, row.spend ?? 0, row.duration ?? null, row.resetAt ?? null, row.maxBudget ?? null],
+  );
+}
+
+export async function insertTeam(
+  db: Db,
+  row: { id: string; spend?: number; duration?: string | null; resetAt?: string | null; maxBudget?: number | null },
+): Promise<void> {
+  await db.query(
+    `INSERT INTO "LiteLLM_TeamTable" (team_id, spend, budget_duration, budget_reset_at, max_budget)
+     VALUES ($1, $2, $3, $4::timestamptz AT TIME ZONE 'UTC', $5)`,
+    [row.id, row.spend ?? 0, row.duration ?? null, row.resetAt ?? null, row.maxBudget ?? null],
+  );
+}
+
+export async function insertTeamMember(
+  db: Db,
+  row: { userId: string; teamId: string; spend: number; totalSpend?: number; budgetId: string | null },
+): Promise<void> {
+  await db.query(
+    `INSERT INTO "LiteLLM_TeamMembership" (user_id, team_id, spend, total_spend, budget_id) VALUES ($1, $2, $3, $4, $5)`,
+    [row.userId, row.teamId, row.spend, row.totalSpend ?? row.spend, row.budgetId],
+  );
+}
+
+export async function insertEndUser(db: Db, row: { id: string; spend: number; budgetId: string | null }): Promise<void> {
+  await db.query(`INSERT INTO "LiteLLM_EndUserTable" (user_id, spend, budget_id) VALUES ($1, $2, $3)`, [
+    row.id,
+    row.spend,
+    row.budgetId,
+  ]);
+}
+
+export async function insertOrg(db: Db, row: { id: string; spend: number; budgetId: string }): Promise<void> {
+  await db.query(
+    `INSERT INTO "LiteLLM_OrganizationTable" (organization_id, organization_alias, spend, budget_id, created_by, updated_by)
+     VALUES ($1, $1, $2, $3, 'test', 'test')`,
+    [row.id, row.spend, row.budgetId],
+  );
+}
+
+export async function insertOrgMember(
+  db: Db,
+  row: { userId: string; orgId: string; spend: number | null; budgetId: string | null },
+): Promise<void> {
+  await db.query(
+    `INSERT INTO "LiteLLM_OrganizationMembership" (user_id, organization_id, spend, budget_id) VALUES ($1, $2, $3, $4)`,
+    [row.userId, row.orgId, row.spend, row.budgetId],
+  );
+}
+
+export async function insertTag(db: Db, row: { name: string; spend: number; budgetId: string | null }): Promise<void> {
+  await db.query(`INSERT INTO "LiteLLM_TagTable" (tag_name, spend, budget_id) VALUES ($1, $2, $3)`, [
+    row.name,
+    row.spend,
+    row.budgetId,
+  ]);
+}
+
+export async function insertProject(
+  db: Db,
+  row: { id: string; spend: number; budgetId: string | null },
+): Promise<void> {
+  await db.query(
+    `INSERT INTO "LiteLLM_ProjectTable" (project_id, spend, budget_id, created_by, updated_by) VALUES ($1, $2, $3, 'test', 'test')`,
+    [row.id, row.spend, row.budgetId],
+  );
+}
+
+export async function insertModelAccessGroup(
+  db: Db,
+  row: { name: string; spend: number; budgetId: string | null },
+): Promise<void> {
+  await db.query(
+    `INSERT INTO "LiteLLM_ModelAccessGroupBudgetTable" (access_group_name, spend, budget_id) VALUES ($1, $2, $3)`,
+    [row.name, row.spend, row.budgetId],
+  );
+}
+
+/** `spend` of one row, by table and primary-key column(s). */
+export async function spendOf(db: Db, table: string, where: Record<string, string>): Promise<number | null> {
+  const cols = Object.keys(where);
+  const { rows } = await db.query<{ spend: number | null }>(
+    `SELECT spend FROM "${table}" WHERE ${cols.map((c, i) => `"${c}" = $${i + 1}`).join(' AND ')}`,
+    Object.values(where),
+  );
+  if (rows.length !== 1) throw new Error(`Expected one ${table} row for ${JSON.stringify(where)}`);
+  return rows[0]!.spend;
+}
+
+/** `budget_reset_at` of a budget owner row as an ISO instant. */
+export async function resetAtOf(db: Db, table: string, keyColumn: string, id: string): Promise<string | null> {
+  const { rows } = await db.query<{ at: Date | null }>(
+    `SELECT budget_reset_at AT TIME ZONE 'UTC' AS at FROM "${table}" WHERE "${keyColumn}" = $1`,
+    [id],
+  );
+  return rows[0]?.at?.toISOString() ?? null;
+}
