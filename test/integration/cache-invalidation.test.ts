@@ -1,0 +1,210 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { INVALIDATION_CHANNEL, invalidateResetCaches } from '../../src/cache/invalidation.js';
+import { existingTables, resetBudgetTransaction } from '../../src/db/reset-transaction.js';
+import type { ResetRequest } from '../../src/reset-types.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import {
+  insertBudget,
+  insertEndUser,
+  insertKey,
+  insertModelAccessGroup,
+  insertOrg,
+  insertOrgMember,
+  insertProject,
+  insertTag,
+  insertTeamMember,
+  insertUser,
+} from '../helpers/litellm-rows.js';
+import { services, uniqueName } from '../helpers/services.js';
+
+const BOUNDARY = '2026-03-01T00:00:00.000Z';
+
+let db: TestDatabase;
+let tables: Set<string>;
+let redis: Redis;
+let subscriber: Redis;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  tables = await existingTables(db.pool);
+  redis = new Redis(services().redisUrl);
+  subscriber = new Redis(services().redisUrl);
+});
+afterAll(async () => {
+  redis?.disconnect();
+  subscriber?.disconnect();
+  await db?.drop();
+});
+
+function tierReset(id: string, next = '2026-03-01T00:01:00.000Z'): ResetRequest {
+  return {
+    kind: 'budget',
+    id,
+    expectedResetAt: BOUNDARY,
+    periodEnd: BOUNDARY,
+    periodStart: null,
+    nextResetAt: next,
+    trigger: 'schedule',
+    lateByMs: 0,
+    missedPeriods: 0,
+  };
+}
+
+async function resetTier(id: string, opts: { rollover?: boolean } = {}): Promise<string> {
+  const result = await resetBudgetTransaction(db.pool, tierReset(id), { rollover: opts.rollover ?? false }, tables);
+  if (result.outcome !== 'reset') throw new Error(`expected a reset, got ${result.outcome}`);
+  return result.resetId;
+}
+
+/** Collects messages on one channel until `count` arrived. */
+async function collect(channel: string, count: number, action: () => Promise<unknown>): Promise<unknown[]> {
+  const received: unknown[] = [];
+  let done: () => void = () => undefined;
+  const all = new Promise<void>((resolve) => (done = resolve));
+  const onMessage = (ch: string, message: string) => {
+    if (ch !== channel) return;
+    received.push(JSON.parse(message));
+    if (received.length >= count) done();
+  };
+  subscriber.on('message', onMessage);
+  await subscriber.subscribe(channel);
+  try {
+    await action();
+    await all;
+    return received;
+  } finally {
+    subscriber.off('message', onMessage);
+    await subscriber.unsubscribe(channel);
+  }
+}
+
+describe('invalidateCaches', () => {
+  it('seed case: busts the tag cache so its budget check stops failing, and tells every pod', async () => {
+    const ns = uniqueName('ns');
+    const tier = uniqueName('tier');
+    const tag = 'tenant:acme';
+    await insertBudget(db.pool, { id: tier, maxBudget: 0.05, duration: '1m', resetAt: BOUNDARY });
+    await insertTag(db.pool, { name: tag, spend: 0.063, budgetId: tier });
+    await redis.set(`${ns}:tag:${tag}`, JSON.stringify({ tag_name: tag, spend: 0.063 }));
+    await redis.set(`${ns}:spend:tag:${tag}`, '0.063');
+    const resetId = await resetTier(tier);
+
+    const messages = await collect(`${ns}:${INVALIDATION_CHANNEL}`, 2, async () => {
+      const result = await invalidateResetCaches(db.pool, redis, ns, resetId);
+      expect(result).toEqual({ entities: 1, countersSet: 1, objectsDeleted: 1, messagesPublished: 2 });
+    });
+    expect(await redis.exists(`${ns}:tag:${tag}`)).toBe(0);
+    expect(await redis.get(`${ns}:spend:tag:${tag}`)).toBe('0.0');
+    const ttl = await redis.ttl(`${ns}:spend:tag:${tag}`);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(60);
+    expect(messages).toEqual([
+      { cache_key: `spend:tag:${tag}`, new_value: 0, ttl: 60 },
+      { cache_key: `tag:${tag}` },
+    ]);
+  });
+
+  it('covers the cache keys of every entity type', async () => {
+    const ns = uniqueName('ns');
+    const tier = uniqueName('tier');
+    await insertBudget(db.pool, { id: tier, duration: '1d', resetAt: BOUNDARY });
+    await insertKey(db.pool, { token: `${tier}-hash`, spend: 1, budgetId: tier });
+    await insertTeamMember(db.pool, { userId: `${tier}-u`, teamId: `${tier}-t`, spend: 1, budgetId: tier });
+    await insertEndUser(db.pool, { id: `${tier}-eu`, spend: 1, budgetId: tier });
+    await insertOrg(db.pool, { id: `${tier}-org`, spend: 1, budgetId: tier });
+    await insertUser(db.pool, { id: `${tier}-m` });
+    await insertOrgMember(db.pool, { userId: `${tier}-m`, orgId: `${tier}-org`, spend: 1, budgetId: tier });
+    await insertTag(db.pool, { name: `${tier}-tag`, spend: 1, budgetId: tier });
+    await insertProject(db.pool, { id: `${tier}-p`, spend: 1, budgetId: tier });
+    await insertModelAccessGroup(db.pool, { name: `${tier}-g`, spend: 1, budgetId: tier });
+    const objects = [
+      `${tier}-hash`,
+      `${tier}-t_${tier}-u`,
+      `team_membership:${tier}-u:${tier}-t`,
+      `end_user_id:${tier}-eu`,
+      `org_id:${tier}-org`,
+      `org_id:${tier}-org:with_budget`,
+      `tag:${tier}-tag`,
+      `project_id:${tier}-p`,
+      `model_access_group:${tier}-g`,
+    ];
+    const counters = [
+      `spend:key:${tier}-hash`,
+      `spend:team_member:${tier}-u:${tier}-t`,
+      `spend:end_user:${tier}-eu`,
+      `spend:org:${tier}-org`,
+      `spend:tag:${tier}-tag`,
+      `spend:project:${tier}-p`,
+      `spend:model_access_group:${tier}-g`,
+    ];
+    for (const key of [...objects, ...counters]) await redis.set(`${ns}:${key}`, '"cached"');
+    const result = await invalidateResetCaches(db.pool, redis, ns, await resetTier(tier));
+    expect(result).toMatchObject({ entities: 8, countersSet: 7, objectsDeleted: 9 });
+    for (const key of objects) expect(await redis.exists(`${ns}:${key}`), key).toBe(0);
+    for (const key of counters) expect(await redis.get(`${ns}:${key}`), key).toBe('0.0');
+  });
+
+  it('writes the carried-over spend to counters under rollover', async () => {
+    const ns = uniqueName('ns');
+    const tier = uniqueName('tier');
+    await insertBudget(db.pool, { id: tier, maxBudget: 10, duration: '1d', resetAt: BOUNDARY });
+    await insertTag(db.pool, { name: `${tier}-tag`, spend: 12.5, budgetId: tier });
+    const resetId = await resetTier(tier, { rollover: true });
+    const messages = await collect(`${ns}:${INVALIDATION_CHANNEL}`, 2, () =>
+      invalidateResetCaches(db.pool, redis, ns, resetId),
+    );
+    expect(await redis.get(`${ns}:spend:tag:${tier}-tag`)).toBe('2.5');
+    expect(messages[0]).toEqual({ cache_key: `spend:tag:${tier}-tag`, new_value: 2.5, ttl: 60 });
+  });
+
+  it('treats ids as opaque bytes: never as patterns, never mangled', async () => {
+    const ns = uniqueName('ns');
+    const tier = uniqueName('tier');
+    const nasty = [`a b "c" 'd'`, 'x:y:z', '*', '%_%', 'ünïcødé 🚀', 'back\\slash'];
+    await insertBudget(db.pool, { id: tier, duration: '1d', resetAt: BOUNDARY });
+    for (const name of nasty) await insertTag(db.pool, { name, spend: 1, budgetId: tier });
+    // Decoys that a pattern-based delete of `tag:*` would take with it.
+    await redis.set(`${ns}:tag:decoy`, 'keep');
+    for (const name of nasty) await redis.set(`${ns}:tag:${name}`, 'cached');
+    await invalidateResetCaches(db.pool, redis, ns, await resetTier(tier));
+    for (const name of nasty) {
+      expect(await redis.exists(`${ns}:tag:${name}`), name).toBe(0);
+      expect(await redis.get(`${ns}:spend:tag:${name}`), name).toBe('0.0');
+    }
+    expect(await redis.get(`${ns}:tag:decoy`)).toBe('keep');
+  });
+
+  it('also clears the proxy-wide budget counter when the proxy budget user resets', async () => {
+    const ns = uniqueName('ns');
+    await insertUser(db.pool, { id: 'litellm-proxy-budget', spend: 99, duration: '30d', resetAt: BOUNDARY });
+    await redis.set(`${ns}:default_user_id:spend`, '99');
+    const result = await resetBudgetTransaction(
+      db.pool,
+      { ...tierReset('litellm-proxy-budget'), kind: 'user' },
+      { rollover: false },
+      tables,
+    );
+    if (result.outcome !== 'reset') throw new Error(result.outcome);
+    await invalidateResetCaches(db.pool, redis, ns, result.resetId);
+    expect(await redis.exists(`${ns}:default_user_id:spend`)).toBe(0);
+    expect(await redis.get(`${ns}:spend:user:litellm-proxy-budget`)).toBe('0.0');
+  });
+
+  it('uses bare keys and the bare channel without a namespace, and is idempotent', async () => {
+    const tier = uniqueName('tier');
+    const user = uniqueName('u');
+    await insertBudget(db.pool, { id: tier, duration: '1d', resetAt: BOUNDARY });
+    await insertEndUser(db.pool, { id: user, spend: 3, budgetId: tier });
+    await redis.set(`end_user_id:${user}`, '{}');
+    const resetId = await resetTier(tier);
+    const messages = await collect(INVALIDATION_CHANNEL, 4, async () => {
+      await invalidateResetCaches(db.pool, redis, undefined, resetId);
+      await invalidateResetCaches(db.pool, redis, undefined, resetId);
+    });
+    const mine = messages.filter((m) => JSON.stringify(m).includes(user));
+    expect(mine).toHaveLength(4);
+    expect(await redis.exists(`end_user_id:${user}`)).toBe(0);
+    expect(await redis.get(`spend:end_user:${user}`)).toBe('0.0');
+  });
+});
