@@ -1,0 +1,710 @@
+import { describe, it, expect } from 'vitest';
+import fc from 'fast-check';
+import { DateTime, IANAZone } from 'luxon';
+import {
+  DEFAULT_SCHEDULE,
+  InvalidDurationError,
+  InvalidScheduleOptionsError,
+  catchUp,
+  nextBoundary,
+  parseDuration,
+  validateScheduleOptions,
+  type BudgetDuration,
+  type ScheduleOptions,
+} from '../../src/schedule.js';
+
+const iso = (date: Date): string => date.toISOString();
+/** Normalises `2023-07-01T00:00:00Z` to what toISOString prints. */
+const norm = (text: string): string => new Date(text).toISOString();
+
+interface Case {
+  readonly duration: string;
+  readonly from: string;
+  readonly expected: string;
+  readonly zone?: string;
+  readonly reset?: string;
+}
+
+/** One table row: nextBoundary(duration, from) in zone at reset time === expected. */
+function checkCase({ duration, from, expected, zone = 'UTC', reset = '00:00' }: Case): void {
+  const got = nextBoundary(parseDuration(duration), new Date(from), { timeZone: zone, resetTime: reset });
+  expect(iso(got)).toBe(norm(expected));
+}
+
+const caseName = '$duration from $from ($zone $reset) -> $expected';
+/** Fills in the defaults so that test names show them. */
+const rows = (cases: readonly Case[]): Case[] => cases.map((c) => ({ zone: 'UTC', reset: '00:00', ...c }));
+
+describe('parseDuration', () => {
+  it.each([
+    ['1s', 1, 's'],
+    ['45s', 45, 's'],
+    ['1m', 1, 'm'],
+    ['30m', 30, 'm'],
+    ['90m', 90, 'm'],
+    ['1h', 1, 'h'],
+    ['5h', 5, 'h'],
+    ['24h', 24, 'h'],
+    ['36h', 36, 'h'],
+    ['1d', 1, 'd'],
+    ['2d', 2, 'd'],
+    ['7d', 7, 'd'],
+    ['30d', 30, 'd'],
+    ['3650d', 3650, 'd'],
+    ['1w', 1, 'w'],
+    ['2w', 2, 'w'],
+    ['1mo', 1, 'mo'],
+    ['01d', 1, 'd'],
+    ['hourly', 1, 'h'],
+    ['daily', 24, 'h'],
+    ['weekly', 7, 'd'],
+    ['monthly', 30, 'd'],
+    ['Daily', 24, 'h'],
+    ['WEEKLY', 7, 'd'],
+    ['Monthly', 30, 'd'],
+    ['HoUrLy', 1, 'h'],
+    [' 1d ', 1, 'd'],
+    ['\tweekly\n', 7, 'd'],
+  ])('accepts %j as %i%s', (value, amount, unit) => {
+    expect(parseDuration(value)).toEqual({ amount, unit, text: value });
+  });
+
+  it.each([
+    '2mo',
+    '0mo',
+    '12mo',
+    '0s',
+    '0d',
+    '00h',
+    '1D',
+    '1H',
+    '1MO',
+    '1Mo',
+    '',
+    '   ',
+    'abc',
+    '-1d',
+    '+1d',
+    '1.5h',
+    '1,5h',
+    '1e3s',
+    '1 d',
+    '1dd',
+    'd',
+    'mo',
+    '1y',
+    '1',
+    'day',
+    'yearly',
+    'daily2',
+    '99999999999d',
+    '3661d',
+    '523w',
+    '87841h',
+    '9999999999s',
+  ])('rejects %j with InvalidDurationError naming it', (value) => {
+    expect(() => parseDuration(value)).toThrow(InvalidDurationError);
+    try {
+      parseDuration(value);
+    } catch (error) {
+      const e = error as InvalidDurationError;
+      expect(e.name).toBe('InvalidDurationError');
+      expect(e.message).toContain(`"${value}"`);
+      expect(e.message).toContain('<N>s, <N>m, <N>h, <N>d, <N>w, 1mo, or hourly|daily|weekly|monthly');
+    }
+  });
+
+  it('explains the two rejections that look well-formed', () => {
+    expect(() => parseDuration('2mo')).toThrow(/only 1mo/);
+    expect(() => parseDuration('99999999999d')).toThrow(/10 years/);
+  });
+
+  it('rejects a non-string read from the database', () => {
+    expect(() => parseDuration(null as unknown as string)).toThrow(InvalidDurationError);
+    expect(() => parseDuration(7 as unknown as string)).toThrow(/"7"/);
+  });
+
+  it.each<BudgetDuration>([
+    { amount: 2, unit: 'mo', text: '2mo' },
+    { amount: 0, unit: 'd', text: '0d' },
+    { amount: 1.5, unit: 'h', text: '1.5h' },
+    { amount: 1, unit: 'y' as never, text: '1y' },
+    { amount: 1e12, unit: 'd', text: 'huge' },
+  ])('nextBoundary and catchUp reject the hand-built duration $text', (duration) => {
+    const at = new Date('2024-01-01T00:00:00Z');
+    expect(() => nextBoundary(duration, at)).toThrow(InvalidDurationError);
+    expect(() => catchUp(duration, at, at)).toThrow(InvalidDurationError);
+  });
+});
+
+describe('validateScheduleOptions', () => {
+  it.each([
+    ['UTC', '00:00'],
+    ['Europe/London', '09:30'],
+    ['America/New_York', '23:59'],
+    ['Asia/Kolkata', '12:00'],
+    ['Australia/Sydney', '00:01'],
+  ])('accepts %s at %s', (timeZone, resetTime) => {
+    expect(validateScheduleOptions({ timeZone, resetTime })).toEqual({ timeZone, resetTime });
+  });
+
+  it('has midnight UTC as the default', () => {
+    expect(DEFAULT_SCHEDULE).toEqual({ timeZone: 'UTC', resetTime: '00:00' });
+    expect(validateScheduleOptions(DEFAULT_SCHEDULE)).toEqual(DEFAULT_SCHEDULE);
+  });
+
+  it.each(['Mars/Base', 'Europe/Londn', '', 'GMT+25'])('rejects the time zone %j', (timeZone) => {
+    const attempt = (): unknown => validateScheduleOptions({ timeZone, resetTime: '00:00' });
+    expect(attempt).toThrow(InvalidScheduleOptionsError);
+    expect(attempt).toThrow(`Unknown time zone "${timeZone}": use an IANA name such as Europe/London`);
+  });
+
+  it.each(['24:00', '9:30', '09:60', '0930', '09:30:00', '', 'noon', ' 09:30', '-1:00'])(
+    'rejects the reset time %j',
+    (resetTime) => {
+      const attempt = (): unknown => validateScheduleOptions({ timeZone: 'UTC', resetTime });
+      expect(attempt).toThrow(InvalidScheduleOptionsError);
+      expect(attempt).toThrow(`"${resetTime}"`);
+      expect(attempt).toThrow('expected HH:MM');
+    },
+  );
+
+  it('names the error class', () => {
+    expect(() => validateScheduleOptions({ timeZone: 'UTC', resetTime: 'x' })).toThrow(
+      expect.objectContaining({ name: 'InvalidScheduleOptionsError' }),
+    );
+  });
+
+  it('is enforced by nextBoundary and catchUp too', () => {
+    const d = parseDuration('1d');
+    const at = new Date('2024-01-01T00:00:00Z');
+    expect(() => nextBoundary(d, at, { timeZone: 'Nowhere/City', resetTime: '00:00' })).toThrow(
+      InvalidScheduleOptionsError,
+    );
+    expect(() => catchUp(d, at, at, { timeZone: 'UTC', resetTime: '25:00' })).toThrow(
+      InvalidScheduleOptionsError,
+    );
+  });
+
+  it('rejects an invalid Date', () => {
+    expect(() => nextBoundary(parseDuration('1d'), new Date(Number.NaN))).toThrow(RangeError);
+  });
+});
+
+describe('nextBoundary: LiteLLM worked examples (UTC)', () => {
+  it.each(
+    rows([
+      { duration: '30d', from: '2023-06-15T10:30:00Z', expected: '2023-07-01T00:00:00Z' },
+      { duration: '1mo', from: '2023-06-15T10:30:00Z', expected: '2023-07-01T00:00:00Z' },
+      { duration: 'monthly', from: '2023-06-15T10:30:00Z', expected: '2023-07-01T00:00:00Z' },
+      { duration: '1d', from: '2023-06-15T10:30:00Z', expected: '2023-06-16T00:00:00Z' },
+      { duration: '7d', from: '2023-06-14T10:30:00Z', expected: '2023-06-19T00:00:00Z' },
+      { duration: '1w', from: '2023-06-14T10:30:00Z', expected: '2023-06-19T00:00:00Z' },
+      { duration: 'weekly', from: '2023-06-14T10:30:00Z', expected: '2023-06-19T00:00:00Z' },
+      { duration: '1d', from: '2023-06-15T10:30:00Z', reset: '12:00', expected: '2023-06-15T12:00:00Z' },
+      { duration: '24h', from: '2023-06-15T10:30:00Z', expected: '2023-06-16T00:00:00Z' },
+      { duration: '5h', from: '2023-06-15T23:10:00Z', expected: '2023-06-16T01:00:00Z' },
+      { duration: '30m', from: '2023-06-15T10:20:00Z', expected: '2023-06-15T10:30:00Z' },
+    ]),
+  )(caseName, checkCase);
+});
+
+describe('nextBoundary: days', () => {
+  it.each(
+    rows([
+      // Strictly after: at the boundary itself, the next one.
+      { duration: '1d', from: '2023-06-16T00:00:00Z', expected: '2023-06-17T00:00:00Z' },
+      { duration: '1d', from: '2023-06-15T23:59:59.999Z', expected: '2023-06-16T00:00:00Z' },
+      { duration: '1d', from: '2023-06-15T12:00:00Z', reset: '12:00', expected: '2023-06-16T12:00:00Z' },
+      { duration: '1d', from: '2023-06-15T12:30:00Z', reset: '12:00', expected: '2023-06-16T12:00:00Z' },
+      {
+        duration: '1d',
+        from: '2023-06-15T10:30:00Z',
+        zone: 'Asia/Kolkata',
+        expected: '2023-06-15T18:30:00Z',
+      },
+      // Hour units ignore the reset time, so the `daily` alias (= 24h) resets at midnight.
+      { duration: 'daily', from: '2023-06-15T10:30:00Z', reset: '09:30', expected: '2023-06-16T00:00:00Z' },
+      { duration: '1440m', from: '2023-06-15T10:30:00Z', expected: '2023-06-16T00:00:00Z' },
+      { duration: '86400s', from: '2023-06-15T10:30:00Z', expected: '2023-06-16T00:00:00Z' },
+    ]),
+  )(caseName, checkCase);
+});
+
+describe('nextBoundary: weeks land on Mondays', () => {
+  it.each(
+    rows([
+      { duration: '7d', from: '2023-06-18T23:59:00Z', expected: '2023-06-19T00:00:00Z' }, // Sunday
+      { duration: '7d', from: '2023-06-19T00:00:00Z', expected: '2023-06-26T00:00:00Z' }, // Monday, at it
+      { duration: '7d', from: '2023-06-19T08:00:00Z', expected: '2023-06-26T00:00:00Z' },
+      { duration: '7d', from: '2023-06-19T08:00:00Z', reset: '09:30', expected: '2023-06-19T09:30:00Z' },
+      { duration: '1w', from: '2023-06-19T09:30:00Z', reset: '09:30', expected: '2023-06-26T09:30:00Z' },
+      { duration: 'weekly', from: '2023-06-20T00:00:00Z', expected: '2023-06-26T00:00:00Z' }, // Tuesday
+      { duration: '7d', from: '2023-12-28T12:00:00Z', expected: '2024-01-01T00:00:00Z' }, // across a year
+      { duration: '168h', from: '2023-06-15T10:30:00Z', expected: '2023-06-19T00:00:00Z' },
+    ]),
+  )(caseName, checkCase);
+});
+
+describe('nextBoundary: month ends and leap years', () => {
+  it.each(
+    rows([
+      { duration: '1mo', from: '2023-01-31T10:00:00Z', expected: '2023-02-01T00:00:00Z' },
+      { duration: '1mo', from: '2023-02-01T00:00:00Z', expected: '2023-03-01T00:00:00Z' },
+      { duration: '30d', from: '2023-02-15T00:00:00Z', expected: '2023-03-01T00:00:00Z' }, // the 1st, not +30 days
+      { duration: '1mo', from: '2024-02-29T12:00:00Z', expected: '2024-03-01T00:00:00Z' },
+      { duration: '1mo', from: '2023-12-15T00:00:00Z', expected: '2024-01-01T00:00:00Z' },
+      { duration: '1mo', from: '2023-06-30T23:59:59.999Z', expected: '2023-07-01T00:00:00Z' },
+      { duration: '1d', from: '2024-02-28T12:00:00Z', expected: '2024-02-29T00:00:00Z' },
+      { duration: '1d', from: '2024-02-29T12:00:00Z', expected: '2024-03-01T00:00:00Z' },
+      { duration: '1d', from: '2023-02-28T12:00:00Z', expected: '2023-03-01T00:00:00Z' },
+      { duration: '1mo', from: '2023-06-01T08:00:00Z', reset: '09:30', expected: '2023-06-01T09:30:00Z' },
+      { duration: '1mo', from: '2023-06-01T09:30:00Z', reset: '09:30', expected: '2023-07-01T09:30:00Z' },
+    ]),
+  )(caseName, checkCase);
+});
+
+describe('nextBoundary: hours, minutes, seconds', () => {
+  it.each(
+    rows([
+      { duration: '1h', from: '2023-06-15T10:30:00Z', expected: '2023-06-15T11:00:00Z' },
+      { duration: 'hourly', from: '2023-06-15T10:00:00Z', expected: '2023-06-15T11:00:00Z' },
+      { duration: '6h', from: '2023-06-15T10:30:00Z', expected: '2023-06-15T12:00:00Z' },
+      { duration: '6h', from: '2023-06-15T18:00:00Z', expected: '2023-06-16T00:00:00Z' },
+      { duration: '5h', from: '2023-06-15T20:00:00Z', expected: '2023-06-16T01:00:00Z' },
+      { duration: '5h', from: '2023-06-16T01:00:00Z', expected: '2023-06-16T05:00:00Z' },
+      // Between midnight and the carried 01:00 the next boundary is 01:00 (LiteLLM's sweep would say 05:00).
+      { duration: '5h', from: '2023-06-16T00:30:00Z', expected: '2023-06-16T01:00:00Z' },
+      {
+        duration: '5h',
+        from: '2023-06-15T10:30:00Z',
+        zone: 'Asia/Kolkata',
+        expected: '2023-06-15T14:30:00Z',
+      }, // 20:00 IST
+      { duration: '30m', from: '2023-06-15T10:30:00Z', expected: '2023-06-15T11:00:00Z' },
+      { duration: '45m', from: '2023-06-15T10:50:00Z', expected: '2023-06-15T11:30:00Z' }, // carry
+      { duration: '45m', from: '2023-06-15T11:30:00Z', expected: '2023-06-15T11:45:00Z' },
+      { duration: '7m', from: '2023-06-15T10:58:00Z', expected: '2023-06-15T11:03:00Z' },
+      { duration: '1m', from: '2023-06-15T23:59:30Z', expected: '2023-06-16T00:00:00Z' },
+      { duration: '1s', from: '2023-06-15T10:30:00.500Z', expected: '2023-06-15T10:30:01Z' },
+      { duration: '15s', from: '2023-06-15T10:30:50Z', expected: '2023-06-15T10:31:00Z' },
+      { duration: '45s', from: '2023-06-15T10:00:50Z', expected: '2023-06-15T10:01:30Z' },
+      { duration: '45s', from: '2023-06-15T23:59:50Z', expected: '2023-06-16T00:00:30Z' }, // carry into the day
+    ]),
+  )(caseName, checkCase);
+});
+
+describe('nextBoundary: steps longer than their unit (our consistent rule, not LiteLLM sweep-time results)', () => {
+  it.each(
+    rows([
+      // 90m counts from local midnight (LiteLLM's sweep at 10:20 says 11:30, then resets hourly at :30).
+      { duration: '90m', from: '2023-06-15T10:20:00Z', expected: '2023-06-15T10:30:00Z' },
+      { duration: '90m', from: '2023-06-15T22:30:00Z', expected: '2023-06-16T00:00:00Z' },
+      { duration: '100m', from: '2023-06-15T23:20:00Z', expected: '2023-06-16T01:00:00Z' }, // carry
+      { duration: '120m', from: '2023-06-15T10:20:00Z', expected: '2023-06-15T12:00:00Z' },
+      { duration: '90s', from: '2023-06-15T10:00:50Z', expected: '2023-06-15T10:01:30Z' },
+      // Longer than a day: every N from local Monday 1970-01-05 (plus the reset time for days and weeks).
+      { duration: '36h', from: '2023-06-15T10:30:00Z', expected: '2023-06-15T12:00:00Z' },
+      { duration: '36h', from: '2023-06-15T12:00:00Z', expected: '2023-06-17T00:00:00Z' },
+      { duration: '48h', from: '2023-06-15T10:30:00Z', expected: '2023-06-16T00:00:00Z' },
+      { duration: '2d', from: '2023-06-15T10:30:00Z', expected: '2023-06-16T00:00:00Z' },
+      { duration: '2d', from: '2023-06-16T00:00:00Z', expected: '2023-06-18T00:00:00Z' },
+      { duration: '2d', from: '2023-06-15T10:30:00Z', reset: '09:30', expected: '2023-06-16T09:30:00Z' },
+      { duration: '3d', from: '2023-06-15T10:30:00Z', expected: '2023-06-17T00:00:00Z' },
+      { duration: '3d', from: '2023-06-17T00:00:00Z', expected: '2023-06-20T00:00:00Z' },
+      { duration: '2w', from: '2023-06-15T10:30:00Z', expected: '2023-06-26T00:00:00Z' },
+      { duration: '2w', from: '2023-06-26T00:00:00Z', expected: '2023-07-10T00:00:00Z' },
+      { duration: '14d', from: '2023-06-26T00:00:00Z', expected: '2023-07-10T00:00:00Z' },
+    ]),
+  )(caseName, checkCase);
+});
+
+describe('nextBoundary: daylight saving', () => {
+  const NY = 'America/New_York';
+  const LONDON = 'Europe/London';
+  const SYDNEY = 'Australia/Sydney';
+  it.each(
+    rows([
+      // New York springs forward 2024-03-10 02:00 EST -> 03:00 EDT (07:00Z).
+      { duration: '1d', zone: NY, from: '2024-03-09T12:00:00Z', expected: '2024-03-10T05:00:00Z' },
+      { duration: '1d', zone: NY, from: '2024-03-10T05:00:00Z', expected: '2024-03-11T04:00:00Z' },
+      { duration: '24h', zone: NY, from: '2024-03-10T05:00:00Z', expected: '2024-03-11T04:00:00Z' },
+      { duration: '1h', zone: NY, from: '2024-03-10T06:30:00Z', expected: '2024-03-10T07:00:00Z' }, // 03:00 EDT
+      { duration: '1h', zone: NY, from: '2024-03-10T07:00:00Z', expected: '2024-03-10T08:00:00Z' },
+      { duration: '30m', zone: NY, from: '2024-03-10T06:30:00Z', expected: '2024-03-10T07:00:00Z' }, // 02:00-03:00: one
+      { duration: '30m', zone: NY, from: '2024-03-10T07:00:00Z', expected: '2024-03-10T07:30:00Z' },
+      { duration: '6h', zone: NY, from: '2024-03-10T05:00:00Z', expected: '2024-03-10T10:00:00Z' }, // 06:00 EDT
+      // A reset time the clock skips fires when the clock jumps, then at 02:30 again.
+      {
+        duration: '1d',
+        zone: NY,
+        reset: '02:30',
+        from: '2024-03-09T12:00:00Z',
+        expected: '2024-03-10T07:00:00Z',
+      },
+      {
+        duration: '1d',
+        zone: NY,
+        reset: '02:30',
+        from: '2024-03-10T07:00:00Z',
+        expected: '2024-03-11T06:30:00Z',
+      },
+      { duration: '7d', zone: NY, from: '2024-03-10T12:00:00Z', expected: '2024-03-11T04:00:00Z' },
+      { duration: '1mo', zone: NY, from: '2024-03-10T12:00:00Z', expected: '2024-04-01T04:00:00Z' },
+      // New York falls back 2024-11-03 02:00 EDT -> 01:00 EST (06:00Z).
+      { duration: '1d', zone: NY, from: '2024-11-02T12:00:00Z', expected: '2024-11-03T04:00:00Z' },
+      { duration: '1d', zone: NY, from: '2024-11-03T04:00:00Z', expected: '2024-11-04T05:00:00Z' },
+      { duration: '1h', zone: NY, from: '2024-11-03T05:00:00Z', expected: '2024-11-03T07:00:00Z' }, // 01:00 once
+      { duration: '1h', zone: NY, from: '2024-11-03T06:30:00Z', expected: '2024-11-03T07:00:00Z' }, // second pass
+      { duration: '6h', zone: NY, from: '2024-11-03T04:00:00Z', expected: '2024-11-03T11:00:00Z' }, // 06:00 EST
+      // A repeated reset time fires on its first pass only.
+      {
+        duration: '1d',
+        zone: NY,
+        reset: '01:30',
+        from: '2024-11-02T12:00:00Z',
+        expected: '2024-11-03T05:30:00Z',
+      },
+      {
+        duration: '1d',
+        zone: NY,
+        reset: '01:30',
+        from: '2024-11-03T05:30:00Z',
+        expected: '2024-11-04T06:30:00Z',
+      },
+      {
+        duration: '1d',
+        zone: NY,
+        reset: '01:30',
+        from: '2024-11-03T06:40:00Z',
+        expected: '2024-11-04T06:30:00Z',
+      },
+      // London springs forward 2024-03-31 01:00 GMT -> 02:00 BST (01:00Z).
+      { duration: '1d', zone: LONDON, from: '2024-03-30T12:00:00Z', expected: '2024-03-31T00:00:00Z' },
+      { duration: '1d', zone: LONDON, from: '2024-03-31T00:00:00Z', expected: '2024-03-31T23:00:00Z' },
+      { duration: '1h', zone: LONDON, from: '2024-03-31T00:30:00Z', expected: '2024-03-31T01:00:00Z' },
+      { duration: '1h', zone: LONDON, from: '2024-03-31T01:00:00Z', expected: '2024-03-31T02:00:00Z' },
+      // London falls back 2024-10-27 02:00 BST -> 01:00 GMT (01:00Z).
+      { duration: '1d', zone: LONDON, from: '2024-10-26T12:00:00Z', expected: '2024-10-26T23:00:00Z' },
+      { duration: '1d', zone: LONDON, from: '2024-10-26T23:00:00Z', expected: '2024-10-28T00:00:00Z' },
+      { duration: '1h', zone: LONDON, from: '2024-10-27T00:30:00Z', expected: '2024-10-27T02:00:00Z' },
+      // Sydney falls back 2024-04-07 and springs forward 2024-10-06.
+      { duration: '1d', zone: SYDNEY, from: '2024-04-06T12:00:00Z', expected: '2024-04-06T13:00:00Z' },
+      { duration: '1d', zone: SYDNEY, from: '2024-04-06T13:00:00Z', expected: '2024-04-07T14:00:00Z' },
+      { duration: '1d', zone: SYDNEY, from: '2024-10-05T12:00:00Z', expected: '2024-10-05T14:00:00Z' },
+      { duration: '1d', zone: SYDNEY, from: '2024-10-05T14:00:00Z', expected: '2024-10-06T13:00:00Z' },
+    ]),
+  )(caseName, checkCase);
+});
+
+describe('nextBoundary: reset time 09:30 in Europe/London', () => {
+  const zone = 'Europe/London';
+  const reset = '09:30';
+  it.each(
+    rows([
+      { duration: '1d', zone, reset, from: '2024-01-15T09:00:00Z', expected: '2024-01-15T09:30:00Z' },
+      { duration: '1d', zone, reset, from: '2024-01-15T09:30:00Z', expected: '2024-01-16T09:30:00Z' },
+      { duration: '1d', zone, reset, from: '2024-07-15T08:00:00Z', expected: '2024-07-15T08:30:00Z' }, // BST
+      { duration: '1d', zone, reset, from: '2024-07-15T08:30:00Z', expected: '2024-07-16T08:30:00Z' },
+      { duration: '1d', zone, reset, from: '2024-03-30T12:00:00Z', expected: '2024-03-31T08:30:00Z' },
+      { duration: '1d', zone, reset, from: '2024-10-26T12:00:00Z', expected: '2024-10-27T09:30:00Z' },
+      { duration: 'weekly', zone, reset, from: '2024-10-27T12:00:00Z', expected: '2024-10-28T09:30:00Z' },
+      { duration: 'weekly', zone, reset, from: '2024-03-31T12:00:00Z', expected: '2024-04-01T08:30:00Z' },
+      { duration: '1mo', zone, reset, from: '2024-03-01T09:00:00Z', expected: '2024-03-01T09:30:00Z' },
+      { duration: '1mo', zone, reset, from: '2024-03-01T09:30:00Z', expected: '2024-04-01T08:30:00Z' },
+      { duration: '1h', zone, reset, from: '2024-01-15T09:00:00Z', expected: '2024-01-15T10:00:00Z' }, // ignored
+    ]),
+  )(caseName, checkCase);
+});
+
+describe('catchUp', () => {
+  const d1 = parseDuration('1d');
+  const at = (text: string): Date => new Date(text);
+  const result = (r: { latest: Date; missedPeriods: number; next: Date }) => ({
+    latest: iso(r.latest),
+    missedPeriods: r.missedPeriods,
+    next: iso(r.next),
+  });
+
+  it.each([
+    {
+      name: 'on time',
+      duration: '1d',
+      scheduled: '2024-01-10T00:00:00Z',
+      now: '2024-01-10T00:00:05Z',
+      expected: { latest: '2024-01-10T00:00:00Z', missedPeriods: 0, next: '2024-01-11T00:00:00Z' },
+    },
+    {
+      name: 'exactly at the boundary',
+      duration: '1d',
+      scheduled: '2024-01-10T00:00:00Z',
+      now: '2024-01-10T00:00:00Z',
+      expected: { latest: '2024-01-10T00:00:00Z', missedPeriods: 0, next: '2024-01-11T00:00:00Z' },
+    },
+    {
+      name: 'one missed',
+      duration: '1d',
+      scheduled: '2024-01-10T00:00:00Z',
+      now: '2024-01-11T03:00:00Z',
+      expected: { latest: '2024-01-11T00:00:00Z', missedPeriods: 1, next: '2024-01-12T00:00:00Z' },
+    },
+    {
+      name: 'many missed',
+      duration: '1d',
+      scheduled: '2024-01-10T00:00:00Z',
+      now: '2024-02-09T12:00:00Z',
+      expected: { latest: '2024-02-09T00:00:00Z', missedPeriods: 30, next: '2024-02-10T00:00:00Z' },
+    },
+    {
+      name: 'months missed',
+      duration: '1mo',
+      scheduled: '2023-01-01T00:00:00Z',
+      now: '2024-03-15T00:00:00Z',
+      expected: { latest: '2024-03-01T00:00:00Z', missedPeriods: 14, next: '2024-04-01T00:00:00Z' },
+    },
+    {
+      name: 'a scheduled time off the lattice (e.g. written by LiteLLM)',
+      duration: '1d',
+      scheduled: '2024-01-10T00:00:07Z',
+      now: '2024-01-12T01:00:00Z',
+      expected: { latest: '2024-01-12T00:00:00Z', missedPeriods: 2, next: '2024-01-13T00:00:00Z' },
+    },
+    {
+      name: 'now before scheduled',
+      duration: '1d',
+      scheduled: '2024-01-10T00:00:00Z',
+      now: '2024-01-09T12:00:00Z',
+      expected: { latest: '2024-01-10T00:00:00Z', missedPeriods: 0, next: '2024-01-11T00:00:00Z' },
+    },
+  ])('$name', ({ duration, scheduled, now, expected }) => {
+    expect(result(catchUp(parseDuration(duration), at(scheduled), at(now)))).toEqual({
+      latest: norm(expected.latest),
+      missedPeriods: expected.missedPeriods,
+      next: norm(expected.next),
+    });
+  });
+
+  it('counts the hours of a spring-forward night as the boundaries that happened', () => {
+    // 01:00 EST, then 02:00/03:00 (one instant), 04:00 and 05:00 EDT.
+    const r = catchUp(parseDuration('1h'), at('2024-03-10T05:00:00Z'), at('2024-03-10T09:30:00Z'), {
+      timeZone: 'America/New_York',
+      resetTime: '00:00',
+    });
+    expect(result(r)).toEqual({
+      latest: norm('2024-03-10T09:00:00Z'),
+      missedPeriods: 4,
+      next: norm('2024-03-10T10:00:00Z'),
+    });
+  });
+
+  it('is the default-options day schedule', () => {
+    const r = catchUp(d1, at('2024-01-10T00:00:00Z'), at('2024-01-11T03:00:00Z'), DEFAULT_SCHEDULE);
+    expect(iso(r.latest)).toBe(norm('2024-01-11T00:00:00Z'));
+  });
+
+  it('jumps instead of looping: 1s over a week', () => {
+    const started = performance.now();
+    const r = catchUp(parseDuration('1s'), at('2024-01-01T00:00:00Z'), at('2024-01-08T00:00:00.500Z'));
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(result(r)).toEqual({
+      latest: norm('2024-01-08T00:00:00Z'),
+      missedPeriods: 7 * 86400,
+      next: norm('2024-01-08T00:00:01Z'),
+    });
+  });
+
+  it('jumps instead of looping: 1s over ten years across DST changes', () => {
+    const started = performance.now();
+    const now = at('2034-06-01T12:34:56.789Z');
+    const r = catchUp(parseDuration('1s'), at('2024-06-01T00:00:00Z'), now, {
+      timeZone: 'America/New_York',
+      resetTime: '00:00',
+    });
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(iso(r.latest)).toBe(norm('2034-06-01T12:34:56Z'));
+    expect(iso(r.next)).toBe(norm('2034-06-01T12:34:57Z'));
+    // Counted by wall-clock seconds: within an hour per spring-forward of the real count.
+    expect(
+      Math.abs(r.missedPeriods - (now.getTime() - Date.parse('2024-06-01T00:00:00Z')) / 1000),
+    ).toBeLessThan(11 * 3600);
+  });
+});
+
+describe('properties', () => {
+  const ZONES = ['UTC', 'America/New_York', 'Europe/London', 'Asia/Kolkata', 'Australia/Sydney'];
+  const RUNS = { numRuns: 300 };
+
+  const durationText = fc.oneof(
+    fc.constantFrom('hourly', 'daily', 'weekly', 'monthly', 'HOURLY', '1mo', '30d', '7d', '1w', '1d', '24h'),
+    fc.integer({ min: 1, max: 120 }).map((n) => `${n}s`),
+    fc.integer({ min: 1, max: 240 }).map((n) => `${n}m`),
+    fc.integer({ min: 1, max: 72 }).map((n) => `${n}h`),
+    fc.integer({ min: 1, max: 60 }).map((n) => `${n}d`),
+    fc.integer({ min: 1, max: 10 }).map((n) => `${n}w`),
+  );
+  const duration = durationText.map(parseDuration);
+  const instant = fc.integer({ min: Date.UTC(2000, 0, 1), max: Date.UTC(2040, 0, 1) });
+  const hhmm = fc
+    .tuple(fc.integer({ min: 0, max: 23 }), fc.integer({ min: 0, max: 59 }))
+    .map(([h, m]) => `${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')}`);
+  const options = (zones: readonly string[]): fc.Arbitrary<ScheduleOptions> =>
+    fc.record({ timeZone: fc.constantFrom(...zones), resetTime: fc.oneof(fc.constant('00:00'), hhmm) });
+
+  const step = (d: BudgetDuration, t: number, opts: ScheduleOptions): number =>
+    nextBoundary(d, new Date(t), opts).getTime();
+
+  it('the result is strictly after from', () => {
+    fc.assert(
+      fc.property(duration, instant, options(ZONES), (d, t, opts) => {
+        expect(step(d, t, opts)).toBeGreaterThan(t);
+      }),
+      RUNS,
+    );
+  });
+
+  it('stepping from a boundary is strictly increasing', () => {
+    fc.assert(
+      fc.property(duration, instant, options(ZONES), (d, t, opts) => {
+        let b = step(d, t, opts);
+        for (let i = 0; i < 8; i++) {
+          const following = step(d, b, opts);
+          expect(following).toBeGreaterThan(b);
+          b = following;
+        }
+      }),
+      RUNS,
+    );
+  });
+
+  it('never skips a boundary: any instant between two boundaries leads to the second', () => {
+    fc.assert(
+      fc.property(duration, instant, options(ZONES), fc.nat(), (d, t, opts, k) => {
+        const b = step(d, t, opts);
+        const following = step(d, b, opts);
+        const gap = following - b;
+        for (const between of [b + 1, b + 1 + (k % (gap - 1)), following - 1]) {
+          expect(step(d, between, opts)).toBe(following);
+        }
+      }),
+      RUNS,
+    );
+  });
+
+  it('a boundary is the answer from one millisecond before it', () => {
+    fc.assert(
+      fc.property(duration, instant, options(ZONES), (d, t, opts) => {
+        let b = step(d, t, opts);
+        for (let i = 0; i < 4; i++) {
+          expect(step(d, b - 1, opts)).toBe(b);
+          b = step(d, b, opts);
+        }
+      }),
+      RUNS,
+    );
+  });
+
+  it('day, week and month boundaries fall at the local reset time, or where the clock jumps over it', () => {
+    const dayish = fc.oneof(
+      fc.constantFrom('1d', '7d', '1w', 'weekly', '30d', '1mo', 'monthly'),
+      fc.integer({ min: 2, max: 60 }).map((n) => `${n}d`),
+      fc.integer({ min: 2, max: 10 }).map((n) => `${n}w`),
+    );
+    fc.assert(
+      fc.property(dayish.map(parseDuration), instant, options(ZONES), (d, t, opts) => {
+        const b = step(d, t, opts);
+        const local = DateTime.fromMillis(b, { zone: opts.timeZone });
+        const zone = IANAZone.create(opts.timeZone);
+        const clockJumped = zone.offset(b - 1) !== zone.offset(b);
+        if (!clockJumped) expect(local.toFormat('HH:mm:ss.SSS')).toBe(`${opts.resetTime}:00.000`);
+        if (d.unit === 'mo' || d.amount === 30) expect(local.day).toBe(1);
+        if ((d.unit === 'd' && d.amount % 7 === 0) || d.unit === 'w') expect(local.weekday).toBe(1);
+      }),
+      RUNS,
+    );
+  });
+
+  it('catchUp agrees with stepping one boundary at a time', () => {
+    fc.assert(
+      fc.property(
+        duration,
+        instant,
+        options(ZONES),
+        fc.integer({ min: 0, max: 12 }),
+        fc.nat(),
+        (d, s, opts, n, k) => {
+          const chain = [s];
+          for (let i = 0; i <= n; i++) chain.push(step(d, chain[i] as number, opts));
+          const latest = chain[n] as number;
+          const next = chain[n + 1] as number;
+          const now = latest + (k % (next - latest)); // latest <= now < next
+          const r = catchUp(d, new Date(s), new Date(now), opts);
+          expect({
+            latest: r.latest.getTime(),
+            missedPeriods: r.missedPeriods,
+            next: r.next.getTime(),
+          }).toEqual({
+            latest,
+            missedPeriods: n,
+            next,
+          });
+          const early = catchUp(d, new Date(s), new Date(s - 1 - k), opts);
+          expect({
+            latest: early.latest.getTime(),
+            missedPeriods: early.missedPeriods,
+            next: early.next.getTime(),
+          }).toEqual({
+            latest: s,
+            missedPeriods: 0,
+            next: chain[1],
+          });
+        },
+      ),
+      RUNS,
+    );
+  });
+
+  it('catchUp over long outages returns a boundary at or before now, and the next one after it', () => {
+    fc.assert(
+      fc.property(
+        duration,
+        instant,
+        fc.integer({ min: 0, max: 5 * 365 * 86_400_000 }),
+        options(ZONES),
+        (d, s, gap, opts) => {
+          const now = s + gap;
+          const r = catchUp(d, new Date(s), new Date(now), opts);
+          expect(r.latest.getTime()).toBeLessThanOrEqual(now);
+          expect(r.latest.getTime()).toBeGreaterThanOrEqual(s);
+          expect(r.next.getTime()).toBeGreaterThan(now);
+          expect(r.next.getTime()).toBe(step(d, r.latest.getTime(), opts));
+          if (r.missedPeriods > 0) expect(step(d, r.latest.getTime() - 1, opts)).toBe(r.latest.getTime());
+          else expect(r.latest.getTime()).toBe(s);
+        },
+      ),
+      RUNS,
+    );
+  });
+
+  it('holds in zones with unusual transitions too (midnight, half-hour, two-hour, skipped day)', () => {
+    const odd = [
+      'America/Santiago', // DST changes at midnight
+      'America/Havana', // falls back from 01:00 to 00:00: midnight happens twice
+      'Australia/Lord_Howe', // 30-minute DST
+      'Antarctica/Troll', // 2-hour DST
+      'Europe/Dublin', // "negative" DST in tzdata
+      'Pacific/Apia', // skipped 2011-12-30 entirely
+      'Asia/Tehran', // DST at midnight until 2022
+    ];
+    fc.assert(
+      fc.property(duration, instant, options(odd), fc.nat(), (d, t, opts, k) => {
+        const b = step(d, t, opts);
+        expect(b).toBeGreaterThan(t);
+        expect(step(d, b - 1, opts)).toBe(b);
+        const following = step(d, b, opts);
+        expect(following).toBeGreaterThan(b);
+        expect(step(d, b + 1 + (k % (following - b - 1)), opts)).toBe(following);
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
