@@ -124,7 +124,10 @@ export const ENTITY_TYPES: readonly EntityType[] = [
     key: ['project_id'],
     tierLinked: true,
     optional: true,
-    cacheKeys: ([projectId]) => ({ counter: `spend:project:${projectId}`, objects: [`project_id:${projectId}`] }),
+    cacheKeys: ([projectId]) => ({
+      counter: `spend:project:${projectId}`,
+      objects: [`project_id:${projectId}`],
+    }),
   },
   {
     name: 'model_access_group',

@@ -13,6 +13,7 @@ import { migrate } from '../src/db/migrate.js';
 import { applyLiteLLMSchema } from '../src/provision/litellm-schema.js';
 import { databaseUrl as withDatabase } from '../src/provision/postgres.js';
 import pg from 'pg';
+import { searchAttributeFlags } from '../src/temporal/search-attributes.js';
 
 /**
  * Starts every real service the suite needs once per run: PostgreSQL (embedded unless DATABASE_URL is set),
@@ -45,7 +46,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       redisUrl = redis.url;
     }
     await buildTemplateDatabase(databaseUrl);
-    const dev = await startDevServer({ dbFile: undefined });
+    const dev = await startDevServer({ searchAttributes: searchAttributeFlags() });
     stops.push(dev.stop);
 
     const services: TestServices = {

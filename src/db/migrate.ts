@@ -62,7 +62,9 @@ export async function migrate(pool: pg.Pool): Promise<string[]> {
       for (const migration of migrations) {
         if (done.has(migration.id)) continue;
         if (migration.id < latestDone) {
-          throw new Error(`Migration ${migration.name} is older than applied migration ${latestDone}; refusing`);
+          throw new Error(
+            `Migration ${migration.name} is older than applied migration ${latestDone}; refusing`,
+          );
         }
         await client.query('BEGIN');
         try {
@@ -74,9 +76,12 @@ export async function migrate(pool: pg.Pool): Promise<string[]> {
           await client.query('COMMIT');
         } catch (error) {
           await client.query('ROLLBACK');
-          throw new Error(`Migration ${migration.name} failed and was rolled back: ${(error as Error).message}`, {
-            cause: error,
-          });
+          throw new Error(
+            `Migration ${migration.name} failed and was rolled back: ${(error as Error).message}`,
+            {
+              cause: error,
+            },
+          );
         }
         applied.push(migration.name);
       }

@@ -21,7 +21,10 @@ const toUtcInstant = (column: string): string => `(${column} AT TIME ZONE 'UTC')
 const fromUtcInstant = (param: string): string => `(${param}::timestamptz AT TIME ZONE 'UTC')`;
 
 /** Reads a budget's schedule row; undefined when the row does not exist. */
-export async function loadBudgetRow(db: pg.ClientBase | pg.Pool, ref: BudgetRef): Promise<BudgetRow | undefined> {
+export async function loadBudgetRow(
+  db: pg.ClientBase | pg.Pool,
+  ref: BudgetRef,
+): Promise<BudgetRow | undefined> {
   const owner = OWNERS[ref.kind];
   const expires = ref.kind === 'key' ? toUtcInstant('"expires"') : 'NULL::timestamptz';
   const { rows } = await db.query<{
@@ -47,20 +50,23 @@ export async function loadBudgetRow(db: pg.ClientBase | pg.Pool, ref: BudgetRef)
 }
 
 /**
- * Gives a budget with a duration but no `budget_reset_at` its first boundary, zeroing nothing: spend that was
- * never scheduled to reset is a period's record, not something to destroy (LiteLLM issue #22013).
- * Fenced on the column still being NULL. Returns the row's `budget_reset_at` afterwards.
+ * Moves `budget_reset_at` from `expected` to `next` without resetting spend, fenced on the column still holding
+ * `expected` (so a concurrent change wins). With `expected` null this gives a budget its first boundary and
+ * zeroes nothing: spend that was never scheduled to reset is a period's record, not something to destroy
+ * (LiteLLM issue #22013). Returns the row's `budget_reset_at` afterwards.
  */
-export async function initializeSchedule(
+export async function setResetAt(
   db: pg.Pool,
   ref: BudgetRef,
-  firstResetAt: string,
+  expected: string | null,
+  next: string,
 ): Promise<string | null> {
   const owner = OWNERS[ref.kind];
   await db.query(
     `UPDATE ${ident(owner.table)} SET "budget_reset_at" = ${fromUtcInstant('$2')}
-      WHERE ${ident(owner.key)} = $1 AND "budget_reset_at" IS NULL`,
-    [ref.id, firstResetAt],
+      WHERE ${ident(owner.key)} = $1
+        AND "budget_reset_at" IS NOT DISTINCT FROM ${fromUtcInstant('$3')}`,
+    [ref.id, next, expected],
   );
   const row = await loadBudgetRow(db, ref);
   if (!row) throw new BudgetNotFoundError(`${ref.kind} ${JSON.stringify(ref.id)} no longer exists`);
@@ -104,23 +110,32 @@ async function resetInTransaction(
   // 1. Lock the owner row and fence. A moved `budget_reset_at` means this period was already reset (our own
   //    committed retry, LiteLLM's job, a second resetter): change nothing.
   const expires = request.kind === 'key' ? toUtcInstant('"expires"') : 'NULL::timestamptz';
-  const locked = await client.query<{ reset_at: Date | null; max_budget: number | null; expires: Date | null }>(
+  const locked = await client.query<{
+    reset_at: Date | null;
+    max_budget: number | null;
+    expires: Date | null;
+  }>(
     `SELECT ${toUtcInstant('"budget_reset_at"')} AS reset_at, "max_budget", ${expires} AS expires
        FROM ${ident(owner.table)} WHERE ${ident(owner.key)} = $1 FOR UPDATE`,
     [request.id],
   );
   const row = locked.rows[0];
   if (!row) {
-    throw new BudgetNotFoundError(`${request.kind} ${JSON.stringify(request.id)} does not exist in ${owner.table}`);
+    throw new BudgetNotFoundError(
+      `${request.kind} ${JSON.stringify(request.id)} does not exist in ${owner.table}`,
+    );
   }
   const currentResetAt = row.reset_at?.toISOString() ?? null;
   if (currentResetAt !== new Date(request.expectedResetAt).toISOString()) {
     return { outcome: 'already_reset', currentResetAt };
   }
   if (row.expires && row.expires.getTime() <= Date.parse(request.periodEnd)) return { outcome: 'expired' };
-  const cap = options.rollover && row.max_budget !== null && Number.isFinite(row.max_budget) ? row.max_budget : null;
+  const cap =
+    options.rollover && row.max_budget !== null && Number.isFinite(row.max_budget) ? row.max_budget : null;
   if (cap !== null && cap < 0) {
-    throw new InvalidBudgetDataError(`${request.kind} ${JSON.stringify(request.id)} has a negative max_budget`);
+    throw new InvalidBudgetDataError(
+      `${request.kind} ${JSON.stringify(request.id)} has a negative max_budget`,
+    );
   }
 
   // 2. Claim the period. The unique (kind, id, period_end) is a second fence: a forced reset that keeps the
@@ -153,13 +168,15 @@ async function resetInTransaction(
   // 3. Zero spend, one set-based statement per entity type.
   const scopes: Array<{ type: EntityType; scope: Scope }> =
     request.kind === 'budget'
-      ? ENTITY_TYPES.filter((t) => t.tierLinked && (!t.optional || existingTables.has(t.table))).map((type) => ({
-          type,
-          scope: {
-            kind: 'tier',
-            includeUnassigned: type.name === 'end_user' && options.defaultEndUserBudgetId === request.id,
-          },
-        }))
+      ? ENTITY_TYPES.filter((t) => t.tierLinked && (!t.optional || existingTables.has(t.table))).map(
+          (type) => ({
+            type,
+            scope: {
+              kind: 'tier',
+              includeUnassigned: type.name === 'end_user' && options.defaultEndUserBudgetId === request.id,
+            },
+          }),
+        )
       : owner.entity
         ? [{ type: owner.entity, scope: { kind: 'owner' } }]
         : [];

@@ -16,7 +16,9 @@ export interface TestDatabase {
  * A fresh database for one test file, cloned from the template (or empty with `from: 'empty'`), so files never
  * see each other's rows and may run in parallel.
  */
-export async function createTestDatabase(options: { from?: 'template' | 'empty' } = {}): Promise<TestDatabase> {
+export async function createTestDatabase(
+  options: { from?: 'template' | 'empty' } = {},
+): Promise<TestDatabase> {
   const name = uniqueName('t').replaceAll('-', '_').toLowerCase();
   const admin = new pg.Client({ connectionString: services().databaseUrl });
   await admin.connect();

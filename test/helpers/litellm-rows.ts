@@ -46,7 +46,13 @@ export async function insertKey(
 
 export async function insertUser(
   db: Db,
-  row: { id: string; spend?: number; duration?: string | null; resetAt?: string | null; maxBudget?: number | null },
+  row: {
+    id: string;
+    spend?: number;
+    duration?: string | null;
+    resetAt?: string | null;
+    maxBudget?: number | null;
+  },
 ): Promise<void> {
   await db.query(
     `INSERT INTO "LiteLLM_UserTable" (user_id, spend, budget_duration, budget_reset_at, max_budget)
@@ -57,7 +63,13 @@ export async function insertUser(
 
 export async function insertTeam(
   db: Db,
-  row: { id: string; spend?: number; duration?: string | null; resetAt?: string | null; maxBudget?: number | null },
+  row: {
+    id: string;
+    spend?: number;
+    duration?: string | null;
+    resetAt?: string | null;
+    maxBudget?: number | null;
+  },
 ): Promise<void> {
   await db.query(
     `INSERT INTO "LiteLLM_TeamTable" (team_id, spend, budget_duration, budget_reset_at, max_budget)
@@ -76,7 +88,10 @@ export async function insertTeamMember(
   );
 }
 
-export async function insertEndUser(db: Db, row: { id: string; spend: number; budgetId: string | null }): Promise<void> {
+export async function insertEndUser(
+  db: Db,
+  row: { id: string; spend: number; budgetId: string | null },
+): Promise<void> {
   await db.query(`INSERT INTO "LiteLLM_EndUserTable" (user_id, spend, budget_id) VALUES ($1, $2, $3)`, [
     row.id,
     row.spend,
@@ -102,7 +117,10 @@ export async function insertOrgMember(
   );
 }
 
-export async function insertTag(db: Db, row: { name: string; spend: number; budgetId: string | null }): Promise<void> {
+export async function insertTag(
+  db: Db,
+  row: { name: string; spend: number; budgetId: string | null },
+): Promise<void> {
   await db.query(`INSERT INTO "LiteLLM_TagTable" (tag_name, spend, budget_id) VALUES ($1, $2, $3)`, [
     row.name,
     row.spend,
@@ -142,7 +160,12 @@ export async function spendOf(db: Db, table: string, where: Record<string, strin
 }
 
 /** `budget_reset_at` of a budget owner row as an ISO instant. */
-export async function resetAtOf(db: Db, table: string, keyColumn: string, id: string): Promise<string | null> {
+export async function resetAtOf(
+  db: Db,
+  table: string,
+  keyColumn: string,
+  id: string,
+): Promise<string | null> {
   const { rows } = await db.query<{ at: Date | null }>(
     `SELECT budget_reset_at AT TIME ZONE 'UTC' AS at FROM "${table}" WHERE "${keyColumn}" = $1`,
     [id],

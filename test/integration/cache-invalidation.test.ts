@@ -52,7 +52,12 @@ function tierReset(id: string, next = '2026-03-01T00:01:00.000Z'): ResetRequest 
 }
 
 async function resetTier(id: string, opts: { rollover?: boolean } = {}): Promise<string> {
-  const result = await resetBudgetTransaction(db.pool, tierReset(id), { rollover: opts.rollover ?? false }, tables);
+  const result = await resetBudgetTransaction(
+    db.pool,
+    tierReset(id),
+    { rollover: opts.rollover ?? false },
+    tables,
+  );
   if (result.outcome !== 'reset') throw new Error(`expected a reset, got ${result.outcome}`);
   return result.resetId;
 }

@@ -33,9 +33,7 @@ describe('migrations', () => {
     );
     expect(rows.length).toBeGreaterThan(0);
     expect(rows.every((r) => r.schema === 'budget_lifecycle')).toBe(true);
-    const publicTables = await db.pool.query(
-      `SELECT 1 FROM pg_tables WHERE schemaname = 'public'`,
-    );
+    const publicTables = await db.pool.query(`SELECT 1 FROM pg_tables WHERE schemaname = 'public'`);
     expect(publicTables.rowCount).toBe(0);
   });
 

@@ -80,7 +80,9 @@ describe('resetBudget transaction', () => {
   it('resets the seed case: a tag over its 1m tier budget is zeroed and the tier advances', async () => {
     await insertBudget(db.pool, { id: `${p}-tier`, maxBudget: 0.05, duration: '1m', resetAt: BOUNDARY });
     await insertTag(db.pool, { name: `${p}:tenant:acme`, spend: 0.063, budgetId: `${p}-tier` });
-    const result = await reset(request({ kind: 'budget', id: `${p}-tier`, nextResetAt: '2026-03-01T00:01:00.000Z' }));
+    const result = await reset(
+      request({ kind: 'budget', id: `${p}-tier`, nextResetAt: '2026-03-01T00:01:00.000Z' }),
+    );
     expect(result).toMatchObject({ outcome: 'reset', entityCount: 1, spendTotal: 0.063, byType: { tag: 1 } });
     expect(await spendOf(db.pool, 'LiteLLM_TagTable', { tag_name: `${p}:tenant:acme` })).toBe(0);
     expect(await resetAtOf(db.pool, 'LiteLLM_BudgetTable', 'budget_id', `${p}-tier`)).toBe(
@@ -98,10 +100,27 @@ describe('resetBudget transaction', () => {
     await insertBudget(db.pool, { id: tier, maxBudget: 100, duration: '30d', resetAt: BOUNDARY });
     await insertBudget(db.pool, { id: other, maxBudget: 100, duration: '30d', resetAt: BOUNDARY });
     await insertKey(db.pool, { token: `${p}-key`, spend: 1, budgetId: tier });
-    await insertKey(db.pool, { token: `${p}-own-key`, spend: 2, budgetId: tier, duration: '1d', resetAt: NEXT });
-    await insertKey(db.pool, { token: `${p}-expired`, spend: 3, budgetId: tier, expires: '2026-02-15T00:00:00Z' });
+    await insertKey(db.pool, {
+      token: `${p}-own-key`,
+      spend: 2,
+      budgetId: tier,
+      duration: '1d',
+      resetAt: NEXT,
+    });
+    await insertKey(db.pool, {
+      token: `${p}-expired`,
+      spend: 3,
+      budgetId: tier,
+      expires: '2026-02-15T00:00:00Z',
+    });
     await insertKey(db.pool, { token: `${p}-other-key`, spend: 4, budgetId: other });
-    await insertTeamMember(db.pool, { userId: `${p}-u`, teamId: `${p}-t`, spend: 5, totalSpend: 50, budgetId: tier });
+    await insertTeamMember(db.pool, {
+      userId: `${p}-u`,
+      teamId: `${p}-t`,
+      spend: 5,
+      totalSpend: 50,
+      budgetId: tier,
+    });
     await insertEndUser(db.pool, { id: `${p}-eu`, spend: 6, budgetId: tier });
     await insertEndUser(db.pool, { id: `${p}-eu-free`, spend: 6.5, budgetId: null });
     await insertOrg(db.pool, { id: `${p}-org`, spend: 7, budgetId: tier });
@@ -117,7 +136,16 @@ describe('resetBudget transaction', () => {
       outcome: 'reset',
       entityCount: 8,
       spendTotal: 1 + 5 + 6 + 7 + 8 + 9 + 10 + 11,
-      byType: { key: 1, team_member: 1, end_user: 1, org: 1, org_member: 1, tag: 1, project: 1, model_access_group: 1 },
+      byType: {
+        key: 1,
+        team_member: 1,
+        end_user: 1,
+        org: 1,
+        org_member: 1,
+        tag: 1,
+        project: 1,
+        model_access_group: 1,
+      },
     });
     const spend = (table: string, where: Record<string, string>) => spendOf(db.pool, table, where);
     expect(await spend('LiteLLM_VerificationToken', { token: `${p}-key` })).toBe(0);
@@ -125,9 +153,10 @@ describe('resetBudget transaction', () => {
     expect(await spend('LiteLLM_VerificationToken', { token: `${p}-expired` })).toBe(3);
     expect(await spend('LiteLLM_VerificationToken', { token: `${p}-other-key` })).toBe(4);
     expect(await spend('LiteLLM_TeamMembership', { user_id: `${p}-u`, team_id: `${p}-t` })).toBe(0);
-    const { rows } = await db.pool.query('SELECT total_spend FROM "LiteLLM_TeamMembership" WHERE user_id = $1', [
-      `${p}-u`,
-    ]);
+    const { rows } = await db.pool.query(
+      'SELECT total_spend FROM "LiteLLM_TeamMembership" WHERE user_id = $1',
+      [`${p}-u`],
+    );
     expect(rows[0].total_spend).toBe(50);
     expect(await spend('LiteLLM_EndUserTable', { user_id: `${p}-eu` })).toBe(0);
     expect(await spend('LiteLLM_EndUserTable', { user_id: `${p}-eu-free` })).toBe(6.5);
@@ -214,9 +243,10 @@ describe('resetBudget transaction', () => {
       currentResetAt: NEXT,
     });
     expect(await spendOf(db.pool, 'LiteLLM_TagTable', { tag_name: `${p}-tag` })).toBe(3);
-    const { rowCount } = await db.pool.query('SELECT 1 FROM budget_lifecycle.reset_log WHERE budget_id = $1', [
-      `${p}-tier`,
-    ]);
+    const { rowCount } = await db.pool.query(
+      'SELECT 1 FROM budget_lifecycle.reset_log WHERE budget_id = $1',
+      [`${p}-tier`],
+    );
     expect(rowCount).toBe(0);
   });
 
@@ -282,7 +312,10 @@ describe('resetBudget transaction', () => {
     expect(await spendOf(db.pool, 'LiteLLM_VerificationToken', { token: `${p}-key` })).toBe(2);
     expect(await spendOf(db.pool, 'LiteLLM_TagTable', { tag_name: `${p}-tag` })).toBe(3);
     expect(await resetAtOf(db.pool, 'LiteLLM_BudgetTable', 'budget_id', tier)).toBe(BOUNDARY);
-    const { rowCount } = await db.pool.query('SELECT 1 FROM budget_lifecycle.reset_log WHERE budget_id = $1', [tier]);
+    const { rowCount } = await db.pool.query(
+      'SELECT 1 FROM budget_lifecycle.reset_log WHERE budget_id = $1',
+      [tier],
+    );
     expect(rowCount).toBe(0);
   });
 
@@ -295,23 +328,38 @@ describe('resetBudget transaction', () => {
     expect(await spendOf(db.pool, 'LiteLLM_TagTable', { tag_name: `${p}-over` })).toBe(2.5);
     expect(await spendOf(db.pool, 'LiteLLM_TagTable', { tag_name: `${p}-under` })).toBe(0);
     if (result.outcome !== 'reset') throw new Error('unreachable');
-    expect((await auditEntities(result.resetId)).map((a) => [a.entity_id, a.spend_before, a.spend_after])).toEqual([
+    expect(
+      (await auditEntities(result.resetId)).map((a) => [a.entity_id, a.spend_before, a.spend_after]),
+    ).toEqual([
       [`${p}-over`, 12.5, 2.5],
       [`${p}-under`, 7, 0],
     ]);
 
     const uncapped = `${p}-uncapped`;
-    await insertUser(db.pool, { id: uncapped, spend: 12.5, duration: '1d', resetAt: BOUNDARY, maxBudget: null });
+    await insertUser(db.pool, {
+      id: uncapped,
+      spend: 12.5,
+      duration: '1d',
+      resetAt: BOUNDARY,
+      maxBudget: null,
+    });
     await reset(request({ kind: 'user', id: uncapped }), { rollover: true });
     expect(await spendOf(db.pool, 'LiteLLM_UserTable', { user_id: uncapped })).toBe(0);
   });
 
   it('fails with BudgetNotFoundError for a missing row', async () => {
-    await expect(reset(request({ kind: 'team', id: `${p}-nobody` }))).rejects.toBeInstanceOf(BudgetNotFoundError);
+    await expect(reset(request({ kind: 'team', id: `${p}-nobody` }))).rejects.toBeInstanceOf(
+      BudgetNotFoundError,
+    );
   });
 
   it('loads a budget row with instants in UTC', async () => {
-    await insertKey(db.pool, { token: `${p}-k`, duration: '7d', resetAt: '2026-03-02T00:00:00Z', maxBudget: 5 });
+    await insertKey(db.pool, {
+      token: `${p}-k`,
+      duration: '7d',
+      resetAt: '2026-03-02T00:00:00Z',
+      maxBudget: 5,
+    });
     expect(await loadBudgetRow(db.pool, { kind: 'key', id: `${p}-k` })).toEqual({
       kind: 'key',
       id: `${p}-k`,

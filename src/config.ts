@@ -1,0 +1,151 @@
+import { z } from 'zod';
+import { DEFAULT_SCHEDULE, validateScheduleOptions, type ScheduleOptions } from './schedule.js';
+
+/**
+ * Everything budget-lifecycle reads from the environment, validated once at start-up. Temporal connection
+ * settings (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS, API key, profiles) are read by `@temporalio/envconfig`
+ * in `temporal/connection.ts`, not here.
+ */
+export interface Config {
+  /** `DATABASE_URL`: LiteLLM's PostgreSQL. Required by everything that touches the database. */
+  readonly databaseUrl?: string;
+  /** `REDIS_URL`, or LiteLLM's `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`; no Redis means cache invalidation is off. */
+  readonly redis?: RedisSettings;
+  /** `LITELLM_REDIS_NAMESPACE`: LiteLLM's `cache_params.namespace`; default none. */
+  readonly redisNamespace?: string;
+  /** `BUDGET_TASK_QUEUE`, default `budget-lifecycle`. */
+  readonly taskQueue: string;
+  /** `BUDGET_RESET_TIMEZONE` (IANA, default `UTC`) and `BUDGET_RESET_TIME` (`HH:MM`, default `00:00`). */
+  readonly schedule: ScheduleOptions;
+  /** `BUDGET_ROLLOVER` (`true`/`false`, default false): LiteLLM's `budget_rollover`. */
+  readonly rollover: boolean;
+  /** `BUDGET_DEFAULT_END_USER_BUDGET_ID`: LiteLLM's `max_end_user_budget_id`; default none. */
+  readonly defaultEndUserBudgetId?: string;
+  /** `METRICS_PORT`: serve Prometheus metrics and health checks on this port; default off. */
+  readonly metricsPort?: number;
+  /** `LOG_LEVEL`, default `info`. */
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+}
+
+export type RedisSettings =
+  { readonly url: string } | { readonly host: string; readonly port: number; readonly password?: string };
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+const optionalText = z
+  .string()
+  .trim()
+  .transform((v) => (v === '' ? undefined : v))
+  .optional();
+
+const port = (name: string) =>
+  z
+    .string()
+    .regex(/^\d+$/, `${name} must be a port number`)
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .int(`${name} must be a whole number`)
+        .min(1, `${name} must be between 1 and 65535`)
+        .max(65535, `${name} must be between 1 and 65535`),
+    );
+
+const postgresUrl = z
+  .string()
+  .refine((v) => /^postgres(ql)?:\/\//.test(v), 'DATABASE_URL must be a postgres:// or postgresql:// URL');
+
+const redisUrl = z
+  .string()
+  .refine((v) => /^rediss?:\/\//.test(v), 'REDIS_URL must be a redis:// or rediss:// URL');
+
+const EnvSchema = z.object({
+  DATABASE_URL: optionalText.pipe(postgresUrl.optional()),
+  REDIS_URL: optionalText.pipe(redisUrl.optional()),
+  REDIS_HOST: optionalText,
+  REDIS_PORT: optionalText.pipe(port('REDIS_PORT').optional()),
+  REDIS_PASSWORD: optionalText,
+  LITELLM_REDIS_NAMESPACE: optionalText,
+  BUDGET_TASK_QUEUE: optionalText.default('budget-lifecycle'),
+  BUDGET_RESET_TIMEZONE: optionalText.default(DEFAULT_SCHEDULE.timeZone),
+  BUDGET_RESET_TIME: optionalText.default(DEFAULT_SCHEDULE.resetTime),
+  BUDGET_ROLLOVER: optionalText
+    .pipe(z.enum(['true', 'false', '1', '0'], { error: 'BUDGET_ROLLOVER must be true or false' }).optional())
+    .transform((v) => v === 'true' || v === '1'),
+  BUDGET_DEFAULT_END_USER_BUDGET_ID: optionalText,
+  METRICS_PORT: optionalText.pipe(port('METRICS_PORT').optional()),
+  LOG_LEVEL: optionalText
+    .pipe(
+      z
+        .enum(['trace', 'debug', 'info', 'warn', 'error'], {
+          error: 'LOG_LEVEL must be one of trace, debug, info, warn, error',
+        })
+        .optional(),
+    )
+    .transform((v) => v ?? 'info'),
+});
+
+/**
+ * Validates the environment. Errors name the variable and say what is expected; they never echo a value, so a
+ * password in a URL cannot leak into a log.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const variable = issue.path.join('.');
+      return issue.message.includes(variable) ? issue.message : `${variable}: ${issue.message}`;
+    });
+    throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
+  }
+  const e = parsed.data;
+  let schedule: ScheduleOptions;
+  try {
+    schedule = validateScheduleOptions({ timeZone: e.BUDGET_RESET_TIMEZONE, resetTime: e.BUDGET_RESET_TIME });
+  } catch (error) {
+    throw new ConfigError(
+      `Invalid configuration: BUDGET_RESET_TIMEZONE/BUDGET_RESET_TIME: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  if (e.REDIS_URL && e.REDIS_HOST) {
+    throw new ConfigError('Invalid configuration: set REDIS_URL or REDIS_HOST, not both');
+  }
+  const redis: RedisSettings | undefined = e.REDIS_URL
+    ? { url: e.REDIS_URL }
+    : e.REDIS_HOST
+      ? { host: e.REDIS_HOST, port: e.REDIS_PORT ?? 6379, password: e.REDIS_PASSWORD }
+      : undefined;
+  return {
+    databaseUrl: e.DATABASE_URL,
+    redis,
+    redisNamespace: e.LITELLM_REDIS_NAMESPACE,
+    taskQueue: e.BUDGET_TASK_QUEUE,
+    schedule,
+    rollover: e.BUDGET_ROLLOVER,
+    defaultEndUserBudgetId: e.BUDGET_DEFAULT_END_USER_BUDGET_ID,
+    metricsPort: e.METRICS_PORT,
+    logLevel: e.LOG_LEVEL,
+  };
+}
+
+/** Like {@link loadConfig}, for commands that cannot run without the database. */
+export function requireDatabaseUrl(config: Config): string {
+  if (!config.databaseUrl) {
+    throw new ConfigError('DATABASE_URL is not set: point it at the PostgreSQL database LiteLLM uses');
+  }
+  return config.databaseUrl;
+}
+
+/** Replaces the password in a connection URL, for anything that prints one. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '<unparseable URL>';
+  }
+}

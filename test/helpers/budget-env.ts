@@ -1,0 +1,158 @@
+import type { WorkflowHandle } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Worker, WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { Redis } from 'ioredis';
+import { vi } from 'vitest';
+import type { ActivityDeps } from '../../activities/index.js';
+import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
+import { DEFAULT_SCHEDULE, type ScheduleOptions } from '../../src/schedule.js';
+import { BUDGET_WORKFLOW_TYPE } from '../../src/temporal/budget-workflows.js';
+import { statusQuery, type BudgetStatus } from '../../src/temporal/messages.js';
+import { registerSearchAttributes } from '../../src/temporal/register-search-attributes.js';
+import { createBudgetWorker } from '../../src/worker.js';
+import { createTestDatabase, type TestDatabase } from './database.js';
+import { services, uniqueName } from './services.js';
+import { bundleWorkflows, createTimeSkippingEnv } from './temporal.js';
+
+/**
+ * Everything a workflow test file needs, all real: its own time-skipping server, a database cloned from LiteLLM's
+ * schema, Redis under a namespace of its own, and a worker with the real activities.
+ */
+export class BudgetTestEnv {
+  private readonly started = new Set<string>();
+
+  private constructor(
+    readonly env: TestWorkflowEnvironment,
+    readonly db: TestDatabase,
+    readonly redis: Redis,
+    readonly namespace: string,
+    readonly bundle: WorkflowBundleWithSourceMap,
+  ) {}
+
+  static async create(): Promise<BudgetTestEnv> {
+    const [env, db, bundle] = await Promise.all([
+      createTimeSkippingEnv(),
+      createTestDatabase(),
+      bundleWorkflows('workflows/index.ts'),
+    ]);
+    await registerSearchAttributes(env.connection, 'default');
+    return new BudgetTestEnv(env, db, new Redis(services().redisUrl), uniqueName('ns'), bundle);
+  }
+
+  async teardown(): Promise<void> {
+    this.redis.disconnect();
+    await this.env.teardown();
+    await this.db.drop();
+  }
+
+  deps(
+    overrides: Partial<ActivityDeps['config']> = {},
+    schedule: ScheduleOptions = DEFAULT_SCHEDULE,
+  ): ActivityDeps {
+    return {
+      db: this.db.pool,
+      redis: this.redis,
+      config: { schedule, rollover: false, redisNamespace: this.namespace, ...overrides },
+    };
+  }
+
+  /** A worker on a fresh task queue; run the test body inside `worker.runUntil`. */
+  async worker(
+    options: {
+      config?: Partial<ActivityDeps['config']>;
+      schedule?: ScheduleOptions;
+      taskQueue?: string;
+    } = {},
+  ): Promise<{ worker: Worker; taskQueue: string }> {
+    const taskQueue = options.taskQueue ?? uniqueName('tq');
+    const deps = this.deps(options.config, options.schedule);
+    const worker = await createBudgetWorker({
+      connection: this.env.nativeConnection,
+      taskQueue,
+      deps: { ...deps, temporal: { client: this.env.client, taskQueue } },
+      workflowBundle: this.bundle,
+    });
+    return { worker, taskQueue };
+  }
+
+  async start(ref: BudgetRef, taskQueue: string): Promise<WorkflowHandle> {
+    this.started.add(budgetWorkflowId(ref));
+    return this.env.client.workflow.start(BUDGET_WORKFLOW_TYPE, {
+      taskQueue,
+      workflowId: budgetWorkflowId(ref),
+      args: [{ kind: ref.kind, id: ref.id }],
+    });
+  }
+
+  /**
+   * Terminates every workflow a test started. Call after each test: a workflow whose worker is gone would
+   * otherwise hold skipped time still when its next timer fires.
+   */
+  async terminateAll(): Promise<void> {
+    for (const workflowId of this.started) {
+      await this.env.client.workflow
+        .getHandle(workflowId)
+        .terminate('test finished')
+        .catch(() => undefined);
+    }
+    this.started.clear();
+  }
+
+  handle(ref: BudgetRef): WorkflowHandle {
+    return this.env.client.workflow.getHandle(budgetWorkflowId(ref));
+  }
+
+  async status(ref: BudgetRef): Promise<BudgetStatus> {
+    return this.handle(ref).query(statusQuery);
+  }
+
+  /** Polls the status query (real time; workflow time does not move) until `predicate` holds. */
+  async waitForStatus(
+    ref: BudgetRef,
+    predicate: (s: BudgetStatus) => boolean,
+    timeout = 30_000,
+  ): Promise<BudgetStatus> {
+    return vi.waitFor(
+      async () => {
+        const s = await this.status(ref);
+        if (!predicate(s)) throw new Error(`status not reached yet: ${JSON.stringify(s)}`);
+        return s;
+      },
+      { timeout, interval: 50 },
+    );
+  }
+
+  /** Server (workflow) time now. */
+  async now(): Promise<Date> {
+    return new Date(await this.env.currentTimeMs());
+  }
+
+  /** Skips server time until just past `instant`. */
+  async sleepUntil(instant: Date | string, slackMs = 1_000): Promise<void> {
+    const target = new Date(instant).getTime() + slackMs;
+    const now = await this.env.currentTimeMs();
+    if (target > now) await this.env.sleep(target - now);
+  }
+
+  async resetLog(ref: BudgetRef) {
+    const { rows } = await this.db.pool.query<{
+      id: string;
+      period_end: Date;
+      next_reset_at: Date;
+      trigger: string;
+      late_by_ms: string;
+      missed_periods: number;
+      entity_count: number;
+      spend_total: number;
+      reason: string | null;
+      requested_by: string | null;
+      workflow_id: string | null;
+    }>(
+      `SELECT id, period_end, next_reset_at, trigger, late_by_ms, missed_periods, entity_count, spend_total, reason,
+              requested_by, workflow_id
+         FROM budget_lifecycle.reset_log WHERE budget_kind = $1 AND budget_id = $2 ORDER BY period_end`,
+      [ref.kind, ref.id],
+    );
+    return rows;
+  }
+}

@@ -1,0 +1,2 @@
+export { budgetWorkflow } from './budget.js';
+export { budgetSupervisorWorkflow } from './supervisor.js';
