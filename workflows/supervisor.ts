@@ -11,7 +11,7 @@ import type { SyncPageResult } from '../activities/discovery.js';
 import type { Activities } from '../activities/index.js';
 import { BUDGET_KINDS } from '../src/budget-ref.js';
 
-/** Fixed id: there is one supervisor per namespace and task queue. */
+/** Fixed id: one supervisor per namespace and task queue. */
 export const SUPERVISOR_WORKFLOW_ID = 'budget-supervisor';
 /** Re-read rows changed this long before the watermark: a transaction may commit after a later one. */
 const WATERMARK_OVERLAP_MS = 60_000;
@@ -26,21 +26,24 @@ export interface SupervisorArgs {
   readonly pageSize?: number;
   /** Carried across continue-as-new. */
   readonly watermark?: string | null;
-  readonly lastFullSweepAt?: string | null;
+  readonly lastFullSweep?: SupervisorPass | null;
   readonly passes?: number;
+}
+
+export interface SupervisorPass {
+  readonly at: string;
+  readonly full: boolean;
+  readonly found: number;
+  readonly started: number;
+  readonly signalled: number;
 }
 
 export interface SupervisorStatus {
   readonly passes: number;
+  /** Newest `updated_at` seen: changed rows are looked for after it. */
   readonly watermark: string | null;
-  readonly lastFullSweepAt: string | null;
-  readonly lastPass: {
-    readonly at: string;
-    readonly full: boolean;
-    readonly found: number;
-    readonly started: number;
-    readonly signalled: number;
-  } | null;
+  readonly lastFullSweep: SupervisorPass | null;
+  readonly lastPass: SupervisorPass | null;
 }
 
 export const syncNowSignal = defineSignal('syncNow');
@@ -52,62 +55,53 @@ const { syncBudgets } = proxyActivities<Activities>({
 });
 
 /**
- * Discovers budgets with a duration and makes sure each has its workflow: changed rows (by `updated_at`) every
- * sync interval, and every row at each full sweep. Runs forever, continuing as new to keep its history small.
+ * Discovers budgets and makes sure each has its workflow: rows changed since the `updated_at` watermark at every
+ * sync (they also get `scheduleChanged`, and a removed duration is noticed), and every row with a duration at
+ * each full sweep, the safety net for anything the watermark missed. Runs forever, continuing as new to keep its
+ * history small.
  */
 export async function budgetSupervisorWorkflow(args: SupervisorArgs = {}): Promise<never> {
   const syncIntervalMs = args.syncIntervalMs ?? 30_000;
   const fullSweepIntervalMs = args.fullSweepIntervalMs ?? 10 * 60_000;
   const pageSize = args.pageSize ?? 500;
   let watermark = args.watermark ?? null;
-  let lastFullSweepAt = args.lastFullSweepAt ?? null;
+  let lastFullSweep = args.lastFullSweep ?? null;
   let passes = args.passes ?? 0;
   let runPasses = 0;
-  let lastPass: SupervisorStatus['lastPass'] = null;
+  let lastPass: SupervisorPass | null = null;
   let syncRequested = false;
 
   setHandler(syncNowSignal, () => {
     syncRequested = true;
   });
-  setHandler(supervisorStatusQuery, () => ({ passes, watermark, lastFullSweepAt, lastPass }));
+  setHandler(supervisorStatusQuery, () => ({ passes, watermark, lastFullSweep, lastPass }));
 
   for (;;) {
     syncRequested = false;
     const now = Date.now();
-    const full = lastFullSweepAt === null || now - Date.parse(lastFullSweepAt) >= fullSweepIntervalMs;
+    const full = lastFullSweep === null || now - Date.parse(lastFullSweep.at) >= fullSweepIntervalMs;
     const changedSince =
-      full || watermark === null
-        ? null
-        : new Date(Date.parse(watermark) - WATERMARK_OVERLAP_MS).toISOString();
+      watermark === null ? null : new Date(Date.parse(watermark) - WATERMARK_OVERLAP_MS).toISOString();
+    // null = a full sweep. Without a watermark there is nothing to compare against, so a changed pass is a sweep.
+    const sweeps = [...new Set<string | null>([...(full ? [null] : []), changedSince])];
     const totals = { found: 0, started: 0, signalled: 0 };
-    // A full sweep finds rows with a duration; the changed pass also finds rows whose duration was removed.
-    const passesToRun: Array<string | null> =
-      full && watermark !== null
-        ? [null, new Date(Date.parse(watermark) - WATERMARK_OVERLAP_MS).toISOString()]
-        : [changedSince];
-    for (const since of passesToRun) {
+    for (const since of sweeps) {
       for (const kind of BUDGET_KINDS) {
         let afterId: string | undefined = '';
         while (afterId !== undefined) {
-          const page: SyncPageResult = await syncBudgets({
-            kind,
-            afterId,
-            limit: pageSize,
-            changedSince: since,
-          });
+          const page: SyncPageResult = await syncBudgets({ kind, afterId, limit: pageSize, changedSince: since });
           totals.found += page.found;
           totals.started += page.started;
           totals.signalled += page.signalled;
-          if (page.maxUpdatedAt && (!watermark || page.maxUpdatedAt > watermark))
-            watermark = page.maxUpdatedAt;
+          if (page.maxUpdatedAt && (!watermark || page.maxUpdatedAt > watermark)) watermark = page.maxUpdatedAt;
           afterId = page.nextAfterId;
         }
       }
     }
-    if (full) lastFullSweepAt = new Date(now).toISOString();
     passes += 1;
     runPasses += 1;
-    lastPass = { at: new Date(now).toISOString(), full, ...totals };
+    lastPass = { at: new Date(now).toISOString(), full: sweeps.includes(null), ...totals };
+    if (lastPass.full) lastFullSweep = lastPass;
 
     if (runPasses >= PASSES_PER_RUN || workflowInfo().continueAsNewSuggested) {
       return continueAsNew<typeof budgetSupervisorWorkflow>({
@@ -115,7 +109,7 @@ export async function budgetSupervisorWorkflow(args: SupervisorArgs = {}): Promi
         fullSweepIntervalMs,
         pageSize,
         watermark,
-        lastFullSweepAt,
+        lastFullSweep,
         passes,
       });
     }
