@@ -94,6 +94,8 @@ export interface CarriedState {
 }
 
 export interface BudgetWorkflowArgs extends BudgetWorkflowInput {
+  /** Resets per run before continue-as-new; default {@link CYCLES_PER_RUN}. */
+  readonly cyclesPerRun?: number;
   readonly carried?: CarriedState;
 }
 
@@ -467,7 +469,7 @@ export async function budgetWorkflow(input: BudgetWorkflowArgs): Promise<BudgetW
     });
     if (outcome.outcome === 'ended') return finish(outcome.result);
 
-    if (runCycles >= CYCLES_PER_RUN || workflowInfo().continueAsNewSuggested) {
+    if (runCycles >= (input.cyclesPerRun ?? CYCLES_PER_RUN) || workflowInfo().continueAsNewSuggested) {
       await condition(() => allHandlersFinished() && pending.length === 0);
       const carriedState: CarriedState = {
         cycle,
@@ -479,7 +481,12 @@ export async function budgetWorkflow(input: BudgetWorkflowArgs): Promise<BudgetW
         cacheInvalidationFailures,
         catchUpPending,
       };
-      return continueAsNew<typeof budgetWorkflow>({ kind, id, carried: carriedState });
+      return continueAsNew<typeof budgetWorkflow>({
+        kind,
+        id,
+        cyclesPerRun: input.cyclesPerRun,
+        carried: carriedState,
+      });
     }
   }
 }

@@ -89,11 +89,17 @@ export async function budgetSupervisorWorkflow(args: SupervisorArgs = {}): Promi
       for (const kind of BUDGET_KINDS) {
         let afterId: string | undefined = '';
         while (afterId !== undefined) {
-          const page: SyncPageResult = await syncBudgets({ kind, afterId, limit: pageSize, changedSince: since });
+          const page: SyncPageResult = await syncBudgets({
+            kind,
+            afterId,
+            limit: pageSize,
+            changedSince: since,
+          });
           totals.found += page.found;
           totals.started += page.started;
           totals.signalled += page.signalled;
-          if (page.maxUpdatedAt && (!watermark || page.maxUpdatedAt > watermark)) watermark = page.maxUpdatedAt;
+          if (page.maxUpdatedAt && (!watermark || page.maxUpdatedAt > watermark))
+            watermark = page.maxUpdatedAt;
           afterId = page.nextAfterId;
         }
       }

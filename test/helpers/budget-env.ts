@@ -75,12 +75,16 @@ export class BudgetTestEnv {
     return { worker, taskQueue };
   }
 
-  async start(ref: BudgetRef, taskQueue: string): Promise<WorkflowHandle> {
+  async start(
+    ref: BudgetRef,
+    taskQueue: string,
+    options: { cyclesPerRun?: number } = {},
+  ): Promise<WorkflowHandle> {
     this.started.add(budgetWorkflowId(ref));
     return this.env.client.workflow.start(BUDGET_WORKFLOW_TYPE, {
       taskQueue,
       workflowId: budgetWorkflowId(ref),
-      args: [{ kind: ref.kind, id: ref.id }],
+      args: [{ kind: ref.kind, id: ref.id, ...options }],
     });
   }
 
