@@ -3,33 +3,35 @@
  * boundaries"), as pure functions of their arguments so workflow code can call them during replay: no clock,
  * no randomness, no I/O; luxon only supplies time-zone offsets.
  *
- * The model. Each duration names a fixed set of local wall-clock times, its lattice: `1d` = every day at the
- * reset time, `7d` = every Monday at it, `1mo` = every 1st at it, `5h` = 05:00, 10:00, 15:00, 20:00 and the
- * carried 01:00 of every day. A lattice time becomes a boundary at the first instant the zone's clock reads
- * it (or later), and `nextBoundary(d, t)` is the earliest boundary after `t`. Because the set never depends on
- * `t`, stepping from boundary to boundary, from a late wake-up or from any instant in between all agree.
- * (Luxon's own `plus`/`set` resolve a repeated local time using the offset of the DateTime they start from,
- * so two callers could get different answers for the same boundary; hence the explicit wall-clock axis.)
+ * The rules, applied literally to the local clock reading of `from` (zone and reset time from the options;
+ * hours, minutes and seconds ignore the reset time). The result is the first candidate after `from`:
+ * - `1d`: today at the reset time, else tomorrow at it;
+ * - `7d`, `1w`: this week's Monday at the reset time, else next Monday at it;
+ * - `30d`, `1mo`: the 1st of this month at the reset time, else the 1st of next month;
+ * - any other `Nd`, `Nw`: midnight of `from`'s day + N days (7N) at the reset time (`3d` on the 15th: 18th);
+ * - `Nh`: midnight of `from`'s day + kN hours, k = 1, 2, ... (`5h` at 23:10: 01:00; `36h`: tomorrow 12:00);
+ * - `Nm`: the start of `from`'s hour + kN minutes (`90m` at 10:20: 11:30); `Ns`: its minute + kN seconds.
+ *
+ * Only stepping from boundary to boundary is meaningful (the workflow steps b -> nextBoundary(b), starting
+ * once from "now"), and that never skips or repeats a boundary. For `1d`, `7d`, `1mo` and an `Nh`/`Nm`/`Ns`
+ * whose N divides the day, hour or minute, the boundaries are a fixed set, so any instant between two of them
+ * leads to the second. For the others the answer depends on where the counting starts, exactly as in LiteLLM:
+ * `90m` from 10:00 goes 11:30, 12:30, 13:30 (each step counts from the start of its own hour, so after the
+ * first it is hourly at :30); `36h` goes to tomorrow 12:00 and then daily at 12:00; `5h` leads from 20:00 to
+ * 01:00 but from 00:30 to 05:00; `3d` is every third day from the day it was first scheduled.
  *
  * Daylight saving, decided here:
- * - Day, week and month boundaries stay at the local reset time: midnight stays midnight.
- * - `Nh`/`Nm`/`Ns` count wall-clock time, as LiteLLM does (Python arithmetic on aware datetimes is wall-clock):
- *   `6h` stays at 00/06/12/18 local, so the real period next to a transition is an hour shorter or longer.
- * - A repeated local time (clocks go back) is a boundary once, on its first pass, as Python's fold=0 reads it:
- *   in America/New_York `1h` goes 01:00 EDT -> 02:00 EST, a two-hour period.
+ * - All arithmetic is on the wall clock, as LiteLLM's (Python's arithmetic on aware datetimes is wall-clock):
+ *   midnight stays midnight, and `6h` stays at 00/06/12/18 local, so a real period next to a transition is an
+ *   hour shorter or longer.
+ * - A repeated local time (clocks go back) is a boundary once, on its first pass, as Python's fold=0 reads
+ *   it: the rules read the highest the clock has been, so in America/New_York `1h` goes 01:00 EDT -> 02:00
+ *   EST, a two-hour period.
  * - A skipped local time (clocks go forward) is a boundary at the instant the clock jumps: a 02:30 reset time
- *   fires at 03:00 EDT (Python would say 03:30). Lattice times skipped together (`30m`: 02:00, 02:30, 03:00)
- *   are one boundary.
- *
- * Where LiteLLM has no consistent rule, decided here: LiteLLM counts from the sweep's own hour or day, so a
- * step longer than its unit depends on when the sweep ran (`90m` at 10:20 -> 11:30 but then hourly at :30;
- * `36h` -> tomorrow 12:00 but then daily at 12:00; `3d` -> midnight + 3 days from whenever). Instead:
- * - a sub-day step counts from the start of the smallest of minute, hour and day that holds it, so `90m` is
- *   every 90 minutes from local midnight (10:20 -> 10:30), while `30m`, `45s`, `5h` keep LiteLLM's rule exactly;
- * - a step longer than a day (`2d`, `2w`, `36h`) repeats from a fixed anchor, local Monday 1970-01-05 00:00
- *   (plus the reset time for days and weeks): `2w` is every other Monday, `36h` alternates 00:00 and 12:00.
- *   The first period of a new schedule can therefore be shorter than N.
- * And `1d` is also a step from that anchor (every day), `7d`/`1w` too (every Monday): one rule, no special case.
+ *   fires at 03:00 EDT (Python would say 03:30), and the next step counts from the 03:00 the clock then
+ *   reads. Times skipped together (`30m`: 02:00, 02:30 and 03:00) are one boundary.
+ * (Luxon's own `plus`/`set` resolve a repeated local time using the offset of the DateTime they start from,
+ * so two callers could get different answers for the same boundary; hence the explicit wall-clock axis.)
  *
  * Assumed: a zone changes its offset at most once in any two days (true of every zone since 1970 that we
  * know of); `nextBoundary` still never returns an instant at or before `from`.
@@ -78,9 +80,9 @@ const UNIT_MS: Readonly<Record<Exclude<DurationUnit, 'mo'>, number>> = {
 };
 /** Nothing resets less often than every ten years: a longer value is a typo, and huge N lose precision. */
 const MAX_SPAN_DAYS = 3660;
-/** A Monday (1970-01-05 00:00 on the wall-clock axis): the anchor of steps longer than a day. */
+/** A Monday (1970-01-05 00:00 on the wall-clock axis): where weeks start. */
 const MONDAY = 4 * DAY;
-/** catchUp counts boundaries one by one up to this many (some 15 ms); beyond it, by arithmetic. */
+/** catchUp steps boundary by boundary up to this many (some 15 ms); beyond it, it jumps. */
 const EXACT_COUNT_LIMIT = 1000;
 
 const ALIASES: ReadonlyMap<string, readonly [number, DurationUnit]> = new Map([
@@ -153,40 +155,70 @@ export function nextBoundary(
   from: Date,
   opts: ScheduleOptions = DEFAULT_SCHEDULE,
 ): Date {
-  const { zone, lattice } = prepare(duration, opts);
-  return new Date(boundaryAfter(zone, lattice, instant(from)));
+  const { zone, rule } = prepare(duration, opts);
+  return new Date(boundaryAfter(zone, rule, instant(from)).at);
 }
 
-/** After a late wake-up: the last boundary not after `now` (from `scheduled` on), how many were passed, and the one after. */
+/**
+ * After a late wake-up: follows the boundaries from `scheduled` (b0 = scheduled, b1 = nextBoundary(b0), ...)
+ * and returns the last one not after `now`, how many steps that took, and the boundary after it.
+ *
+ * Up to 1000 steps the count is exact. Beyond that it jumps along the duration's pattern (the times that
+ * stepping runs through, see `Rule.pattern`) to the last of them the clock has reached, and counts those
+ * times: exact, except that times a spring-forward skips count one each although they share a boundary, and
+ * that a step shifted by a clock jump (`120m` counting from 03:00 because 02:00 was skipped) is not followed.
+ */
 export function catchUp(
   duration: BudgetDuration,
   scheduled: Date,
   now: Date,
   opts: ScheduleOptions = DEFAULT_SCHEDULE,
 ): { latest: Date; missedPeriods: number; next: Date } {
-  const { zone, lattice } = prepare(duration, opts);
-  const start = instant(scheduled);
+  const { zone, rule } = prepare(duration, opts);
   const end = instant(now);
-  const first = boundaryAfter(zone, lattice, start);
-  if (first > end) return { latest: new Date(start), missedPeriods: 0, next: new Date(first) };
-  // Jump straight to the last lattice time the clock has reached: `1s` over a year is no slower than `1d`.
-  const lastIndex = lattice.index(wallHighWater(zone, end));
-  const latest = firstInstantAt(zone, lattice.point(lastIndex));
-  const next = new Date(boundaryAfter(zone, lattice, latest));
-  // Count exactly, one boundary at a time, while that is cheap. Past that, count the lattice times passed:
-  // exact except that wall-clock times skipped by a spring-forward (they share one boundary) count too.
-  let missedPeriods = 1;
-  for (let b = first; b < latest; missedPeriods++) {
-    if (missedPeriods === EXACT_COUNT_LIMIT) {
-      return {
-        latest: new Date(latest),
-        missedPeriods: lastIndex - lattice.index(wallHighWater(zone, start)),
-        next,
-      };
-    }
-    b = boundaryAfter(zone, lattice, b);
+  let latest: Boundary = { at: instant(scheduled), wall: Number.NaN };
+  let next = boundaryAfter(zone, rule, latest.at);
+  let missedPeriods = 0;
+  for (; next.at <= end && missedPeriods < EXACT_COUNT_LIMIT; missedPeriods++) {
+    latest = next;
+    next = boundaryAfter(zone, rule, latest.at);
   }
-  return { latest: new Date(latest), missedPeriods, next };
+  if (next.at <= end) {
+    // Far behind (`1s` over a year): jump to the last pattern time the clock has reached, then step as usual.
+    const pattern = rule.pattern(latest.wall);
+    const from = pattern.index(latest.wall);
+    const to = pattern.index(wallHighWater(zone, end));
+    if (to > from) {
+      missedPeriods += to - from;
+      latest = { at: firstInstantAt(zone, pattern.point(to)), wall: pattern.point(to) };
+      next = boundaryAfter(zone, rule, latest.at);
+    }
+    for (; next.at <= end; missedPeriods++) {
+      latest = next;
+      next = boundaryAfter(zone, rule, latest.at);
+    }
+  }
+  return { latest: new Date(latest.at), missedPeriods, next: new Date(next.at) };
+}
+
+/**
+ * One whole period from `from`, not aligned to the calendar: what a forced reset with `reanchor` uses so the
+ * new period starts now. Days, weeks and months are wall-clock arithmetic in the zone (a day across a DST
+ * change is still a day); seconds, minutes and hours are elapsed time. Validates like `nextBoundary`.
+ */
+export function addPeriod(
+  duration: BudgetDuration,
+  from: Date,
+  opts: ScheduleOptions = DEFAULT_SCHEDULE,
+): Date {
+  const { zone } = resolveSchedule(opts);
+  const { amount, unit } = checkDuration(duration);
+  const start = instant(from);
+  if (unit === 's' || unit === 'm' || unit === 'h') return new Date(start + amount * UNIT_MS[unit]);
+  const local = DateTime.fromMillis(start, { zone });
+  const shifted =
+    unit === 'mo' ? local.plus({ months: amount }) : local.plus({ days: amount * (unit === 'w' ? 7 : 1) });
+  return shifted.toJSDate();
 }
 
 function instant(date: Date): number {
@@ -198,24 +230,69 @@ function instant(date: Date): number {
 // Wall-clock axis: a local date and time written as if it were UTC, in epoch milliseconds, so that calendar
 // arithmetic (Date.UTC, whole days) is plain arithmetic and DST only enters when converting to instants.
 
-/** A duration's lattice: wall-clock times in order, numbered by consecutive integers. */
+/** A boundary: its instant, and the wall-clock time that the rule named and the clock reached then. */
+interface Boundary {
+  readonly at: number;
+  readonly wall: number;
+}
+
+/** A duration's rule on the wall-clock axis. */
+interface Rule {
+  /** The wall-clock time of the reset after the clock reads `wall`: always later than `wall`. */
+  next(wall: number): number;
+  /**
+   * The times that stepping runs through once it has reached `wall` (a result of `next`), in order and
+   * including `wall`: the same for every `wall` where the boundaries are a fixed set, anchored at `wall`
+   * where they are not. Only catchUp's jump uses it.
+   */
+  pattern(wall: number): Lattice;
+}
+
+/** Wall-clock times in order, numbered by consecutive integers. */
 interface Lattice {
-  /** The number of the last lattice time at or before `wall`. */
+  /** The number of the last time at or before `wall`. */
   index(wall: number): number;
-  /** The lattice time numbered `i`. */
+  /** The time numbered `i`. */
   point(i: number): number;
 }
 
-function prepare(duration: BudgetDuration, opts: ScheduleOptions): { zone: IANAZone; lattice: Lattice } {
+function prepare(duration: BudgetDuration, opts: ScheduleOptions): { zone: IANAZone; rule: Rule } {
   const { zone, resetMs } = resolveSchedule(opts);
-  const { amount, unit } = checkDuration(duration);
-  if (unit === 'mo' || (unit === 'd' && amount === 30)) return { zone, lattice: monthly(resetMs) };
-  if (unit === 'd' || unit === 'w')
-    return { zone, lattice: periodic(amount * UNIT_MS[unit], MONDAY + resetMs) };
-  // Hours, minutes and seconds ignore the reset time.
+  return { zone, rule: ruleFor(checkDuration(duration), resetMs) };
+}
+
+function ruleFor({ amount, unit }: BudgetDuration, resetMs: number): Rule {
+  if (unit === 'mo' || (unit === 'd' && amount === 30)) return fixed(monthly(resetMs));
+  if (unit === 'd' && amount === 1) return fixed(periodic(DAY, resetMs));
+  if ((unit === 'd' && amount === 7) || (unit === 'w' && amount === 1)) {
+    return fixed(periodic(7 * DAY, MONDAY + resetMs));
+  }
   const step = amount * UNIT_MS[unit];
-  const container = [MINUTE, HOUR, DAY].find((size) => step <= size);
-  return { zone, lattice: container === undefined ? periodic(step, MONDAY) : withinUnit(container, step) };
+  if (unit === 'd' || unit === 'w') {
+    // Midnight + N days at the reset time: each step is N days on, from wherever the chain began.
+    return { next: (wall) => floor(wall, DAY) + step + resetMs, pattern: (wall) => periodic(step, wall) };
+  }
+  // Multiples of the step from the start of the minute, hour or day: the first one after `wall`.
+  const unitMs = unit === 's' ? MINUTE : unit === 'm' ? HOUR : DAY;
+  const next = (wall: number): number => {
+    const start = floor(wall, unitMs);
+    return start + (Math.floor((wall - start) / step) + 1) * step;
+  };
+  if (step <= unitMs) {
+    const lattice = withinUnit(unitMs, step);
+    return { next, pattern: () => lattice };
+  }
+  // A step longer than its unit lands at the same offset into a later unit every time: `90m` hourly at :30.
+  return { next, pattern: (wall) => periodic(unitMs * Math.floor(step / unitMs), wall) };
+}
+
+/** A rule whose boundaries are a fixed set: the next time on the lattice. */
+function fixed(lattice: Lattice): Rule {
+  return { next: (wall) => lattice.point(lattice.index(wall) + 1), pattern: () => lattice };
+}
+
+function floor(wall: number, size: number): number {
+  return Math.floor(wall / size) * size;
 }
 
 /** Every `period`, counted from `anchor`. */
@@ -235,8 +312,9 @@ function monthly(resetMs: number): Lattice {
 }
 
 /**
- * LiteLLM's rule: multiples of `step` from the start of each `unit` (minute, hour or day), the one that
- * overruns kept as a carry into the next unit (`5h` at 23:10 -> 01:00; `45m` at 10:50 -> 11:30).
+ * Where stepping a `step` no longer than `unit` runs: multiples of `step` from the start of each unit, the
+ * one that overruns kept as a carry into the next unit (`5h`: 05:00, 10:00, 15:00, 20:00 and the next day's
+ * 01:00; `45m`: :45 and the next hour's :30). From any other time the next step lands on it too.
  */
 function withinUnit(unit: number, step: number): Lattice {
   const perUnit = Math.ceil(unit / step); // steps 1..perUnit of each unit; only the last can overrun
@@ -255,12 +333,12 @@ function withinUnit(unit: number, step: number): Lattice {
 }
 
 /** The earliest boundary after instant `t`. */
-function boundaryAfter(zone: IANAZone, lattice: Lattice, t: number): number {
-  // Lattice times the clock has not reached by `t` are exactly those after its high-water mark, so the first
-  // of them is normally the answer; the loop only guards zones that break the one-change-in-two-days assumption.
-  for (let i = lattice.index(wallHighWater(zone, t)) + 1; ; i++) {
-    const boundary = firstInstantAt(zone, lattice.point(i));
-    if (boundary > t) return boundary;
+function boundaryAfter(zone: IANAZone, rule: Rule, t: number): Boundary {
+  // The rule reads the highest the clock has been by `t`, so the time it names is one the clock has not
+  // reached yet and normally the answer; the loop only guards zones that break the one-change assumption.
+  for (let wall = rule.next(wallHighWater(zone, t)); ; wall = rule.next(wall)) {
+    const at = firstInstantAt(zone, wall);
+    if (at > t) return { at, wall };
   }
 }
 
@@ -279,7 +357,7 @@ function transitionIn(zone: IANAZone, lo: number, hi: number): number {
   return hi;
 }
 
-/** The latest wall-clock reading at or before `t`: during a repeated hour the clock reads less than it did. */
+/** The highest wall-clock reading up to `t`: during a repeated hour the clock reads less than it did. */
 function wallHighWater(zone: IANAZone, t: number): number {
   const now = offsetMs(zone, t);
   const dayBefore = offsetMs(zone, t - DAY);
@@ -288,7 +366,7 @@ function wallHighWater(zone: IANAZone, t: number): number {
   return Math.max(t + now, change - 1 + dayBefore);
 }
 
-/** The first instant at which the clock reads `wall` or later: a repeated time's first pass, a skipped time's jump. */
+/** The first instant the clock reads `wall` or later: a repeated time's first pass, a skipped time's jump. */
 function firstInstantAt(zone: IANAZone, wall: number): number {
   // Every instant that reads `wall` lies within 14 hours of it, so offsets a day either side bracket it.
   const before = offsetMs(zone, wall - DAY);
@@ -297,23 +375,4 @@ function firstInstantAt(zone: IANAZone, wall: number): number {
   const change = transitionIn(zone, wall - DAY, wall + DAY);
   const early = wall - before;
   return early < change ? early : Math.max(change, wall - after);
-}
-
-/**
- * One whole period from `from`, not aligned to the calendar: what a forced reset with `reanchor` uses so the new
- * period starts now. Days, weeks and months are wall-clock arithmetic in the zone (a day across a DST change is
- * still a day); seconds, minutes and hours are elapsed time.
- */
-export function addPeriod(duration: BudgetDuration, from: Date, opts: ScheduleOptions = DEFAULT_SCHEDULE): Date {
-  const start = instant(from);
-  if (duration.unit === 's' || duration.unit === 'm' || duration.unit === 'h') {
-    return new Date(start + duration.amount * UNIT_MS[duration.unit]);
-  }
-  const { zone } = resolveSchedule(opts);
-  const local = DateTime.fromMillis(start, { zone });
-  const shifted =
-    duration.unit === 'mo'
-      ? local.plus({ months: duration.amount })
-      : local.plus({ days: duration.amount * (duration.unit === 'w' ? 7 : 1) });
-  return shifted.toJSDate();
 }

@@ -11,7 +11,7 @@ import type { TestServices } from './helpers/services.js';
 import { TEMPLATE_DATABASE } from './helpers/database.js';
 import { migrate } from '../src/db/migrate.js';
 import { applyLiteLLMSchema } from '../src/provision/litellm-schema.js';
-import { databaseUrl as withDatabase } from '../src/provision/postgres.js';
+import { databaseUrl as withDatabase } from '../src/db/url.js';
 import pg from 'pg';
 import { searchAttributeFlags } from '../src/temporal/search-attributes.js';
 

@@ -301,31 +301,31 @@ export async function budgetWorkflow(input: BudgetWorkflowArgs): Promise<BudgetW
     }
     // Only a change from a valid duration moves the boundary; after an invalid one the stored boundary stands.
     const durationChanged = duration !== null && duration.text !== row.duration;
-    durationText = row.duration;
-    duration = parsed;
-    invalid = false;
     const now = new Date(Date.now());
+    let nextScheduled: string | null;
     try {
       if (row.resetAt === null) {
         // Never scheduled: give it its first boundary and zero nothing.
-        scheduled = await db.setResetAt({
-          ...ref,
-          expected: null,
-          next: nextBoundary(parsed, now, schedule).toISOString(),
-        });
+        const first = nextBoundary(parsed, now, schedule).toISOString();
+        nextScheduled = await db.setResetAt({ ...ref, expected: null, next: first });
       } else if (durationChanged) {
         // A new duration takes effect at once: the next boundary comes from the new duration.
         const next = nextBoundary(parsed, now, schedule).toISOString();
-        scheduled =
+        nextScheduled =
           next === row.resetAt ? next : await db.setResetAt({ ...ref, expected: row.resetAt, next });
       } else {
-        scheduled = row.resetAt;
+        nextScheduled = row.resetAt;
       }
     } catch (error) {
       if (isNotFound(error)) return ended('row_deleted', `the ${kind} row no longer exists`);
       markInvalid(describe(error));
       return undefined;
     }
+    // State changes together, after the last await, so a status query never sees half of a reload.
+    durationText = row.duration;
+    duration = parsed;
+    scheduled = nextScheduled;
+    invalid = false;
     if (lastError && !lastError.startsWith('cache invalidation')) lastError = null;
     if (Date.parse(scheduled ?? '') > Date.now()) catchUpPending = false;
     publish();

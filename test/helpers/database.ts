@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { databaseUrl } from '../../src/provision/postgres.js';
+import { databaseUrl } from '../../src/db/url.js';
 import { services, uniqueName } from './services.js';
 
 /** Database cloned by every test file: LiteLLM's real schema plus our migrations (built by the global setup). */
@@ -30,6 +30,8 @@ export async function createTestDatabase(
   }
   const url = databaseUrl(services().databaseUrl, name);
   const pool = new pg.Pool({ connectionString: url, max: 10 });
+  // Dropping the database ends idle connections from the server side; that is expected, not a failure.
+  pool.on('error', () => undefined);
   return {
     url,
     name,

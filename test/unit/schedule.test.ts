@@ -5,6 +5,7 @@ import {
   DEFAULT_SCHEDULE,
   InvalidDurationError,
   InvalidScheduleOptionsError,
+  addPeriod,
   catchUp,
   nextBoundary,
   parseDuration,
@@ -130,10 +131,11 @@ describe('parseDuration', () => {
     { amount: 1.5, unit: 'h', text: '1.5h' },
     { amount: 1, unit: 'y' as never, text: '1y' },
     { amount: 1e12, unit: 'd', text: 'huge' },
-  ])('nextBoundary and catchUp reject the hand-built duration $text', (duration) => {
+  ])('nextBoundary, catchUp and addPeriod reject the hand-built duration $text', (duration) => {
     const at = new Date('2024-01-01T00:00:00Z');
     expect(() => nextBoundary(duration, at)).toThrow(InvalidDurationError);
     expect(() => catchUp(duration, at, at)).toThrow(InvalidDurationError);
+    expect(() => addPeriod(duration, at)).toThrow(InvalidDurationError);
   });
 });
 
@@ -175,13 +177,16 @@ describe('validateScheduleOptions', () => {
     );
   });
 
-  it('is enforced by nextBoundary and catchUp too', () => {
+  it('is enforced by nextBoundary, catchUp and addPeriod too', () => {
     const d = parseDuration('1d');
     const at = new Date('2024-01-01T00:00:00Z');
     expect(() => nextBoundary(d, at, { timeZone: 'Nowhere/City', resetTime: '00:00' })).toThrow(
       InvalidScheduleOptionsError,
     );
     expect(() => catchUp(d, at, at, { timeZone: 'UTC', resetTime: '25:00' })).toThrow(
+      InvalidScheduleOptionsError,
+    );
+    expect(() => addPeriod(parseDuration('1h'), at, { timeZone: 'UTC', resetTime: '9:30' })).toThrow(
       InvalidScheduleOptionsError,
     );
   });
@@ -205,6 +210,15 @@ describe('nextBoundary: LiteLLM worked examples (UTC)', () => {
       { duration: '24h', from: '2023-06-15T10:30:00Z', expected: '2023-06-16T00:00:00Z' },
       { duration: '5h', from: '2023-06-15T23:10:00Z', expected: '2023-06-16T01:00:00Z' },
       { duration: '30m', from: '2023-06-15T10:20:00Z', expected: '2023-06-15T10:30:00Z' },
+      { duration: '90m', from: '2023-06-15T10:20:00Z', expected: '2023-06-15T11:30:00Z' },
+      // 36h: the next multiple of 36 hours from midnight of `from`'s day, whatever the time today.
+      { duration: '36h', from: '2023-06-15T00:00:00Z', expected: '2023-06-16T12:00:00Z' },
+      { duration: '36h', from: '2023-06-15T10:30:00Z', expected: '2023-06-16T12:00:00Z' },
+      { duration: '36h', from: '2023-06-15T23:59:59.999Z', expected: '2023-06-16T12:00:00Z' },
+      // Any other Nd / Nw: midnight of `from`'s day + N days (7N) at the time of day.
+      { duration: '3d', from: '2023-06-15T10:30:00Z', expected: '2023-06-18T00:00:00Z' },
+      { duration: '2w', from: '2023-06-15T10:30:00Z', expected: '2023-06-29T00:00:00Z' },
+      { duration: '3d', from: '2023-06-15T10:30:00Z', reset: '12:00', expected: '2023-06-18T12:00:00Z' },
     ]),
   )(caseName, checkCase);
 });
@@ -225,8 +239,7 @@ describe('nextBoundary: days', () => {
       },
       // Hour units ignore the reset time, so the `daily` alias (= 24h) resets at midnight.
       { duration: 'daily', from: '2023-06-15T10:30:00Z', reset: '09:30', expected: '2023-06-16T00:00:00Z' },
-      { duration: '1440m', from: '2023-06-15T10:30:00Z', expected: '2023-06-16T00:00:00Z' },
-      { duration: '86400s', from: '2023-06-15T10:30:00Z', expected: '2023-06-16T00:00:00Z' },
+      { duration: '24h', from: '2023-06-16T00:00:00Z', expected: '2023-06-17T00:00:00Z' },
     ]),
   )(caseName, checkCase);
 });
@@ -241,7 +254,6 @@ describe('nextBoundary: weeks land on Mondays', () => {
       { duration: '1w', from: '2023-06-19T09:30:00Z', reset: '09:30', expected: '2023-06-26T09:30:00Z' },
       { duration: 'weekly', from: '2023-06-20T00:00:00Z', expected: '2023-06-26T00:00:00Z' }, // Tuesday
       { duration: '7d', from: '2023-12-28T12:00:00Z', expected: '2024-01-01T00:00:00Z' }, // across a year
-      { duration: '168h', from: '2023-06-15T10:30:00Z', expected: '2023-06-19T00:00:00Z' },
     ]),
   )(caseName, checkCase);
 });
@@ -273,8 +285,8 @@ describe('nextBoundary: hours, minutes, seconds', () => {
       { duration: '6h', from: '2023-06-15T18:00:00Z', expected: '2023-06-16T00:00:00Z' },
       { duration: '5h', from: '2023-06-15T20:00:00Z', expected: '2023-06-16T01:00:00Z' },
       { duration: '5h', from: '2023-06-16T01:00:00Z', expected: '2023-06-16T05:00:00Z' },
-      // Between midnight and the carried 01:00 the next boundary is 01:00 (LiteLLM's sweep would say 05:00).
-      { duration: '5h', from: '2023-06-16T00:30:00Z', expected: '2023-06-16T01:00:00Z' },
+      // Counted from midnight of `from`'s day: after midnight that is 05:00, though 20:00 leads to 01:00.
+      { duration: '5h', from: '2023-06-16T00:30:00Z', expected: '2023-06-16T05:00:00Z' },
       {
         duration: '5h',
         from: '2023-06-15T10:30:00Z',
@@ -294,27 +306,36 @@ describe('nextBoundary: hours, minutes, seconds', () => {
   )(caseName, checkCase);
 });
 
-describe('nextBoundary: steps longer than their unit (our consistent rule, not LiteLLM sweep-time results)', () => {
+describe('nextBoundary: steps longer than their unit (LiteLLM: each step counts from its own start)', () => {
   it.each(
     rows([
-      // 90m counts from local midnight (LiteLLM's sweep at 10:20 says 11:30, then resets hourly at :30).
-      { duration: '90m', from: '2023-06-15T10:20:00Z', expected: '2023-06-15T10:30:00Z' },
-      { duration: '90m', from: '2023-06-15T22:30:00Z', expected: '2023-06-16T00:00:00Z' },
-      { duration: '100m', from: '2023-06-15T23:20:00Z', expected: '2023-06-16T01:00:00Z' }, // carry
+      // 90m counts from the start of `from`'s hour, so after the first step it resets hourly at :30.
+      { duration: '90m', from: '2023-06-15T10:00:00Z', expected: '2023-06-15T11:30:00Z' },
+      { duration: '90m', from: '2023-06-15T11:30:00Z', expected: '2023-06-15T12:30:00Z' },
+      { duration: '90m', from: '2023-06-15T12:30:00Z', expected: '2023-06-15T13:30:00Z' },
+      { duration: '90m', from: '2023-06-15T23:30:00Z', expected: '2023-06-16T00:30:00Z' }, // into the next day
+      { duration: '100m', from: '2023-06-15T23:20:00Z', expected: '2023-06-16T00:40:00Z' },
       { duration: '120m', from: '2023-06-15T10:20:00Z', expected: '2023-06-15T12:00:00Z' },
+      { duration: '120m', from: '2023-06-15T11:00:00Z', expected: '2023-06-15T13:00:00Z' },
+      { duration: '1440m', from: '2023-06-15T10:30:00Z', expected: '2023-06-16T10:00:00Z' },
       { duration: '90s', from: '2023-06-15T10:00:50Z', expected: '2023-06-15T10:01:30Z' },
-      // Longer than a day: every N from local Monday 1970-01-05 (plus the reset time for days and weeks).
-      { duration: '36h', from: '2023-06-15T10:30:00Z', expected: '2023-06-15T12:00:00Z' },
-      { duration: '36h', from: '2023-06-15T12:00:00Z', expected: '2023-06-17T00:00:00Z' },
-      { duration: '48h', from: '2023-06-15T10:30:00Z', expected: '2023-06-16T00:00:00Z' },
-      { duration: '2d', from: '2023-06-15T10:30:00Z', expected: '2023-06-16T00:00:00Z' },
-      { duration: '2d', from: '2023-06-16T00:00:00Z', expected: '2023-06-18T00:00:00Z' },
-      { duration: '2d', from: '2023-06-15T10:30:00Z', reset: '09:30', expected: '2023-06-16T09:30:00Z' },
-      { duration: '3d', from: '2023-06-15T10:30:00Z', expected: '2023-06-17T00:00:00Z' },
-      { duration: '3d', from: '2023-06-17T00:00:00Z', expected: '2023-06-20T00:00:00Z' },
-      { duration: '2w', from: '2023-06-15T10:30:00Z', expected: '2023-06-26T00:00:00Z' },
-      { duration: '2w', from: '2023-06-26T00:00:00Z', expected: '2023-07-10T00:00:00Z' },
-      { duration: '14d', from: '2023-06-26T00:00:00Z', expected: '2023-07-10T00:00:00Z' },
+      { duration: '90s', from: '2023-06-15T10:01:30Z', expected: '2023-06-15T10:02:30Z' },
+      { duration: '86400s', from: '2023-06-15T10:30:20Z', expected: '2023-06-16T10:30:00Z' },
+      // 36h: tomorrow 12:00, and from there daily at 12:00.
+      { duration: '36h', from: '2023-06-16T12:00:00Z', expected: '2023-06-17T12:00:00Z' },
+      { duration: '48h', from: '2023-06-15T10:30:00Z', expected: '2023-06-17T00:00:00Z' },
+      { duration: '100h', from: '2023-06-15T10:30:00Z', expected: '2023-06-19T04:00:00Z' },
+      { duration: '168h', from: '2023-06-15T10:30:00Z', expected: '2023-06-22T00:00:00Z' }, // not a Monday
+      // Days and weeks other than 1d and 7d: N days from midnight, then every N days from there.
+      { duration: '2d', from: '2023-06-15T00:00:00Z', expected: '2023-06-17T00:00:00Z' },
+      { duration: '2d', from: '2023-06-15T10:30:00Z', expected: '2023-06-17T00:00:00Z' },
+      { duration: '2d', from: '2023-06-17T00:00:00Z', expected: '2023-06-19T00:00:00Z' },
+      { duration: '2d', from: '2023-06-15T08:00:00Z', reset: '09:30', expected: '2023-06-17T09:30:00Z' },
+      { duration: '2d', from: '2023-06-17T09:30:00Z', reset: '09:30', expected: '2023-06-19T09:30:00Z' },
+      { duration: '3d', from: '2023-06-18T00:00:00Z', expected: '2023-06-21T00:00:00Z' },
+      { duration: '2w', from: '2023-06-29T00:00:00Z', expected: '2023-07-13T00:00:00Z' },
+      { duration: '14d', from: '2023-06-15T10:30:00Z', expected: '2023-06-29T00:00:00Z' },
+      { duration: '31d', from: '2023-06-15T10:30:00Z', expected: '2023-07-16T00:00:00Z' },
     ]),
   )(caseName, checkCase);
 });
@@ -334,6 +355,25 @@ describe('nextBoundary: daylight saving', () => {
       { duration: '30m', zone: NY, from: '2024-03-10T06:30:00Z', expected: '2024-03-10T07:00:00Z' }, // 02:00-03:00: one
       { duration: '30m', zone: NY, from: '2024-03-10T07:00:00Z', expected: '2024-03-10T07:30:00Z' },
       { duration: '6h', zone: NY, from: '2024-03-10T05:00:00Z', expected: '2024-03-10T10:00:00Z' }, // 06:00 EDT
+      // 02:30 is skipped: the boundary is the jump, and the next step counts from the 03:00 the clock reads.
+      { duration: '90m', zone: NY, from: '2024-03-10T05:30:00Z', expected: '2024-03-10T06:30:00Z' },
+      { duration: '90m', zone: NY, from: '2024-03-10T06:30:00Z', expected: '2024-03-10T07:00:00Z' },
+      { duration: '90m', zone: NY, from: '2024-03-10T07:00:00Z', expected: '2024-03-10T08:30:00Z' }, // 04:30 EDT
+      { duration: '36h', zone: NY, from: '2024-03-09T12:00:00Z', expected: '2024-03-10T16:00:00Z' }, // 12:00 EDT
+      {
+        duration: '3d',
+        zone: NY,
+        reset: '02:30',
+        from: '2024-03-07T12:00:00Z',
+        expected: '2024-03-10T07:00:00Z',
+      },
+      {
+        duration: '3d',
+        zone: NY,
+        reset: '02:30',
+        from: '2024-03-10T07:00:00Z',
+        expected: '2024-03-13T06:30:00Z',
+      },
       // A reset time the clock skips fires when the clock jumps, then at 02:30 again.
       {
         duration: '1d',
@@ -357,6 +397,10 @@ describe('nextBoundary: daylight saving', () => {
       { duration: '1h', zone: NY, from: '2024-11-03T05:00:00Z', expected: '2024-11-03T07:00:00Z' }, // 01:00 once
       { duration: '1h', zone: NY, from: '2024-11-03T06:30:00Z', expected: '2024-11-03T07:00:00Z' }, // second pass
       { duration: '6h', zone: NY, from: '2024-11-03T04:00:00Z', expected: '2024-11-03T11:00:00Z' }, // 06:00 EST
+      { duration: '90m', zone: NY, from: '2024-11-03T05:00:00Z', expected: '2024-11-03T07:30:00Z' }, // 02:30 EST
+      { duration: '45m', zone: NY, from: '2024-11-03T05:30:00Z', expected: '2024-11-03T05:45:00Z' }, // 01:45 EDT
+      // 01:10 EST, the second pass: 01:45 has had its turn, so counting goes on from the clock's highest reading.
+      { duration: '45m', zone: NY, from: '2024-11-03T06:10:00Z', expected: '2024-11-03T07:30:00Z' },
       // A repeated reset time fires on its first pass only.
       {
         duration: '1d',
@@ -476,6 +520,41 @@ describe('catchUp', () => {
       now: '2024-01-09T12:00:00Z',
       expected: { latest: '2024-01-10T00:00:00Z', missedPeriods: 0, next: '2024-01-11T00:00:00Z' },
     },
+    {
+      name: '90m follows the chain 11:30, 12:30, 13:30',
+      duration: '90m',
+      scheduled: '2023-06-15T10:00:00Z',
+      now: '2023-06-15T13:45:00Z',
+      expected: { latest: '2023-06-15T13:30:00Z', missedPeriods: 3, next: '2023-06-15T14:30:00Z' },
+    },
+    {
+      name: '5h from 20:00 waits for 01:00, not the 05:00 that nextBoundary(now) would give',
+      duration: '5h',
+      scheduled: '2023-06-15T20:00:00Z',
+      now: '2023-06-16T00:30:00Z',
+      expected: { latest: '2023-06-15T20:00:00Z', missedPeriods: 0, next: '2023-06-16T01:00:00Z' },
+    },
+    {
+      name: '5h through the carried 01:00',
+      duration: '5h',
+      scheduled: '2023-06-15T20:00:00Z',
+      now: '2023-06-16T06:00:00Z',
+      expected: { latest: '2023-06-16T05:00:00Z', missedPeriods: 2, next: '2023-06-16T10:00:00Z' },
+    },
+    {
+      name: '3d keeps its own days',
+      duration: '3d',
+      scheduled: '2023-06-18T00:00:00Z',
+      now: '2023-06-25T12:00:00Z',
+      expected: { latest: '2023-06-24T00:00:00Z', missedPeriods: 2, next: '2023-06-27T00:00:00Z' },
+    },
+    {
+      name: '36h, daily at 12:00 once running',
+      duration: '36h',
+      scheduled: '2023-06-16T12:00:00Z',
+      now: '2023-06-19T13:00:00Z',
+      expected: { latest: '2023-06-19T12:00:00Z', missedPeriods: 3, next: '2023-06-20T12:00:00Z' },
+    },
   ])('$name', ({ duration, scheduled, now, expected }) => {
     expect(result(catchUp(parseDuration(duration), at(scheduled), at(now)))).toEqual({
       latest: norm(expected.latest),
@@ -513,6 +592,45 @@ describe('catchUp', () => {
     });
   });
 
+  it('jumps instead of looping: steps longer than their unit, and steps that do not divide it', () => {
+    const started = performance.now();
+    // 11:30, then hourly at :30: 1 + 365 * 24 + 12 boundaries in leap year 2024.
+    const hourly = catchUp(parseDuration('90m'), at('2024-01-01T10:00:00Z'), at('2025-01-01T00:10:00Z'));
+    // :07, :14, ... :56 and the carried :03 of the next minute: nine a minute, less the one not yet reached.
+    const sevens = catchUp(parseDuration('7s'), at('2024-01-01T00:00:00Z'), at('2024-01-02T00:00:00Z'));
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(result(hourly)).toEqual({
+      latest: norm('2024-12-31T23:30:00Z'),
+      missedPeriods: 8773,
+      next: norm('2025-01-01T00:30:00Z'),
+    });
+    expect(result(sevens)).toEqual({
+      latest: norm('2024-01-01T23:59:56Z'),
+      missedPeriods: 1440 * 9 - 1,
+      next: norm('2024-01-02T00:00:03Z'),
+    });
+  });
+
+  it('past the exact-count limit, counts the minutes a spring-forward skips one each', () => {
+    const ny = { timeZone: 'America/New_York', resetTime: '00:00' };
+    const m1 = parseDuration('1m');
+    const scheduled = at('2024-03-09T12:00:00Z'); // 07:00 EST, 1140 minutes before the 02:00 jump
+    const now = at('2024-03-10T08:00:30Z'); // 04:00:30 EDT
+    let steps = 0;
+    let b = scheduled;
+    for (let next = nextBoundary(m1, b, ny); next <= now; next = nextBoundary(m1, b, ny)) {
+      b = next;
+      steps++;
+    }
+    expect(steps).toBe(1139 + 1 + 60); // 07:01 to 01:59, the jump (02:00 to 03:00 as one), 03:01 to 04:00
+    // 02:00 ... 03:00 are 61 minutes of the pattern but one boundary.
+    expect(result(catchUp(m1, scheduled, now, ny))).toEqual({
+      latest: iso(b),
+      missedPeriods: steps + 60,
+      next: norm('2024-03-10T08:01:00Z'),
+    });
+  });
+
   it('jumps instead of looping: 1s over ten years across DST changes', () => {
     const started = performance.now();
     const now = at('2034-06-01T12:34:56.789Z');
@@ -530,6 +648,69 @@ describe('catchUp', () => {
   });
 });
 
+describe('addPeriod', () => {
+  const add = (duration: string, from: string, timeZone = 'UTC'): string =>
+    iso(addPeriod(parseDuration(duration), new Date(from), { timeZone, resetTime: '00:00' }));
+
+  it.each([
+    ['90m', '2023-06-15T10:20:00Z', 'UTC', '2023-06-15T11:50:00Z'],
+    ['36h', '2023-06-15T10:20:00Z', 'UTC', '2023-06-16T22:20:00Z'],
+    ['3d', '2023-06-15T10:20:00Z', 'UTC', '2023-06-18T10:20:00Z'],
+    ['2w', '2023-06-15T10:20:00Z', 'UTC', '2023-06-29T10:20:00Z'],
+    ['1mo', '2024-01-31T10:20:00Z', 'UTC', '2024-02-29T10:20:00Z'], // the month's last day
+    ['monthly', '2024-01-31T10:20:00Z', 'UTC', '2024-03-01T10:20:00Z'], // 30 days
+    // Across New York's spring-forward: a day keeps the local time, hours are elapsed time.
+    ['1d', '2024-03-09T15:00:00Z', 'America/New_York', '2024-03-10T14:00:00Z'],
+    ['24h', '2024-03-09T15:00:00Z', 'America/New_York', '2024-03-10T15:00:00Z'],
+  ])('%s from %s in %s is %s', (duration, from, zone, expected) => {
+    expect(add(duration, from, zone)).toBe(norm(expected));
+  });
+
+  it('uses the default schedule and rejects an invalid Date', () => {
+    expect(iso(addPeriod(parseDuration('1d'), new Date('2024-01-01T05:00:00Z')))).toBe(
+      norm('2024-01-02T05:00:00Z'),
+    );
+    expect(() => addPeriod(parseDuration('1d'), new Date(Number.NaN))).toThrow(RangeError);
+  });
+});
+
+/** LiteLLM's rules for the zone UTC (no DST), written out naively as the first candidate after `t`. */
+function literalUtc(d: BudgetDuration, t: number, resetTime: string): number {
+  const [hh = 0, mm = 0] = resetTime.split(':').map(Number);
+  const reset = (hh * 60 + mm) * 60_000;
+  const DAY = 86_400_000;
+  const floorTo = (size: number): number => Math.floor(t / size) * size;
+  const firstAfter = (start: number, step: number): number => {
+    let candidate = start + step;
+    while (candidate <= t) candidate += step;
+    return candidate;
+  };
+  const midnight = floorTo(DAY);
+  const date = new Date(t);
+  const { amount: n, unit } = d;
+  if (unit === 'mo' || (unit === 'd' && n === 30)) {
+    const thisMonth = Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), 1) + reset;
+    return thisMonth > t ? thisMonth : Date.UTC(date.getUTCFullYear(), date.getUTCMonth() + 1, 1) + reset;
+  }
+  if (unit === 'd' && n === 1) return firstAfter(midnight + reset - DAY, DAY);
+  if ((unit === 'd' && n === 7) || (unit === 'w' && n === 1)) {
+    const monday = midnight - ((date.getUTCDay() + 6) % 7) * DAY;
+    return firstAfter(monday + reset - 7 * DAY, 7 * DAY);
+  }
+  if (unit === 'd' || unit === 'w') return firstAfter(midnight + reset, n * (unit === 'w' ? 7 : 1) * DAY);
+  if (unit === 'h') return firstAfter(midnight, n * 3_600_000);
+  if (unit === 'm') return firstAfter(floorTo(3_600_000), n * 60_000);
+  return firstAfter(floorTo(60_000), n * 1000);
+}
+
+/** Whether the duration's boundaries are a fixed set of local times, whatever instant one starts from. */
+function isFixedSet({ amount, unit }: BudgetDuration): boolean {
+  if (unit === 'mo') return true;
+  if (unit === 'd') return amount === 1 || amount === 7 || amount === 30;
+  if (unit === 'w') return amount === 1;
+  return (unit === 'h' ? 24 : 60) % amount === 0;
+}
+
 describe('properties', () => {
   const ZONES = ['UTC', 'America/New_York', 'Europe/London', 'Asia/Kolkata', 'Australia/Sydney'];
   const RUNS = { numRuns: 300 };
@@ -543,6 +724,14 @@ describe('properties', () => {
     fc.integer({ min: 1, max: 10 }).map((n) => `${n}w`),
   );
   const duration = durationText.map(parseDuration);
+  /** Durations whose boundaries are a fixed set: 1d, 7d, 1mo, and N dividing the minute, hour or day. */
+  const fixedSet = fc.oneof(
+    fc.constantFrom('hourly', 'daily', 'weekly', 'monthly', '1mo', '30d', '7d', '1w', '1d'),
+    fc.constantFrom(1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60).map((n) => `${n}s`),
+    fc.constantFrom(1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60).map((n) => `${n}m`),
+    fc.constantFrom(1, 2, 3, 4, 6, 8, 12, 24).map((n) => `${n}h`),
+  );
+  const fixedDuration = fixedSet.map(parseDuration);
   const instant = fc.integer({ min: Date.UTC(2000, 0, 1), max: Date.UTC(2040, 0, 1) });
   const hhmm = fc
     .tuple(fc.integer({ min: 0, max: 23 }), fc.integer({ min: 0, max: 59 }))
@@ -552,6 +741,36 @@ describe('properties', () => {
 
   const step = (d: BudgetDuration, t: number, opts: ScheduleOptions): number =>
     nextBoundary(d, new Date(t), opts).getTime();
+  const chainFrom = (d: BudgetDuration, s: number, steps: number, opts: ScheduleOptions): number[] => {
+    const chain = [s];
+    for (let i = 0; i < steps; i++) chain.push(step(d, chain[i] as number, opts));
+    return chain;
+  };
+  const times = (r: { latest: Date; missedPeriods: number; next: Date }) => ({
+    latest: r.latest.getTime(),
+    missedPeriods: r.missedPeriods,
+    next: r.next.getTime(),
+  });
+
+  it('the isFixedSet helper agrees with the generator', () => {
+    fc.assert(
+      fc.property(fixedDuration, (d) => {
+        expect(isFixedSet(d)).toBe(true);
+      }),
+    );
+    for (const text of ['90m', '45m', '7s', '5h', '36h', '1440m', '2d', '14d', '2w']) {
+      expect(isFixedSet(parseDuration(text))).toBe(false);
+    }
+  });
+
+  it("in UTC, the result is exactly LiteLLM's rule written out naively", () => {
+    fc.assert(
+      fc.property(duration, instant, options(['UTC']), (d, t, opts) => {
+        expect(step(d, t, opts)).toBe(literalUtc(d, t, opts.resetTime));
+      }),
+      { numRuns: 1000 },
+    );
+  });
 
   it('the result is strictly after from', () => {
     fc.assert(
@@ -562,23 +781,21 @@ describe('properties', () => {
     );
   });
 
-  it('stepping from a boundary is strictly increasing', () => {
+  it('stepping from boundary to boundary is strictly increasing: nothing repeats', () => {
     fc.assert(
       fc.property(duration, instant, options(ZONES), (d, t, opts) => {
-        let b = step(d, t, opts);
-        for (let i = 0; i < 8; i++) {
-          const following = step(d, b, opts);
-          expect(following).toBeGreaterThan(b);
-          b = following;
+        const chain = chainFrom(d, t, 9, opts);
+        for (let i = 1; i < chain.length; i++) {
+          expect(chain[i]).toBeGreaterThan(chain[i - 1] as number);
         }
       }),
       RUNS,
     );
   });
 
-  it('never skips a boundary: any instant between two boundaries leads to the second', () => {
+  it('fixed sets: any instant between two boundaries leads to the second, so nothing is skipped', () => {
     fc.assert(
-      fc.property(duration, instant, options(ZONES), fc.nat(), (d, t, opts, k) => {
+      fc.property(fixedDuration, instant, options(ZONES), fc.nat(), (d, t, opts, k) => {
         const b = step(d, t, opts);
         const following = step(d, b, opts);
         const gap = following - b;
@@ -590,9 +807,9 @@ describe('properties', () => {
     );
   });
 
-  it('a boundary is the answer from one millisecond before it', () => {
+  it('fixed sets: a boundary is the answer from one millisecond before it', () => {
     fc.assert(
-      fc.property(duration, instant, options(ZONES), (d, t, opts) => {
+      fc.property(fixedDuration, instant, options(ZONES), (d, t, opts) => {
         let b = step(d, t, opts);
         for (let i = 0; i < 4; i++) {
           expect(step(d, b - 1, opts)).toBe(b);
@@ -617,7 +834,9 @@ describe('properties', () => {
         const clockJumped = zone.offset(b - 1) !== zone.offset(b);
         if (!clockJumped) expect(local.toFormat('HH:mm:ss.SSS')).toBe(`${opts.resetTime}:00.000`);
         if (d.unit === 'mo' || d.amount === 30) expect(local.day).toBe(1);
-        if ((d.unit === 'd' && d.amount % 7 === 0) || d.unit === 'w') expect(local.weekday).toBe(1);
+        if ((d.unit === 'd' && d.amount === 7) || (d.unit === 'w' && d.amount === 1)) {
+          expect(local.weekday).toBe(1);
+        }
       }),
       RUNS,
     );
@@ -632,34 +851,79 @@ describe('properties', () => {
         fc.integer({ min: 0, max: 12 }),
         fc.nat(),
         (d, s, opts, n, k) => {
-          const chain = [s];
-          for (let i = 0; i <= n; i++) chain.push(step(d, chain[i] as number, opts));
+          const chain = chainFrom(d, s, n + 1, opts);
           const latest = chain[n] as number;
           const next = chain[n + 1] as number;
           const now = latest + (k % (next - latest)); // latest <= now < next
-          const r = catchUp(d, new Date(s), new Date(now), opts);
-          expect({
-            latest: r.latest.getTime(),
-            missedPeriods: r.missedPeriods,
-            next: r.next.getTime(),
-          }).toEqual({
+          expect(times(catchUp(d, new Date(s), new Date(now), opts))).toEqual({
             latest,
             missedPeriods: n,
             next,
           });
           const early = catchUp(d, new Date(s), new Date(s - 1 - k), opts);
-          expect({
-            latest: early.latest.getTime(),
-            missedPeriods: early.missedPeriods,
-            next: early.next.getTime(),
-          }).toEqual({
-            latest: s,
-            missedPeriods: 0,
-            next: chain[1],
-          });
+          expect(times(early)).toEqual({ latest: s, missedPeriods: 0, next: chain[1] });
         },
       ),
       RUNS,
+    );
+  });
+
+  it('catchUp past its exact-count limit still agrees with stepping (UTC)', () => {
+    const short = fc.oneof(
+      fc.integer({ min: 1, max: 120 }).map((n) => `${n}s`),
+      fc.integer({ min: 1, max: 240 }).map((n) => `${n}m`),
+      fc.integer({ min: 1, max: 72 }).map((n) => `${n}h`),
+      fc.integer({ min: 1, max: 5 }).map((n) => `${n}d`),
+      fc.constantFrom('1w', '7d', '1mo'),
+    );
+    fc.assert(
+      fc.property(
+        short.map(parseDuration),
+        instant,
+        options(['UTC']),
+        fc.integer({ min: 1000, max: 1300 }),
+        fc.nat(),
+        (d, s, opts, n, k) => {
+          const chain = chainFrom(d, s, n + 1, opts);
+          const latest = chain[n] as number;
+          const next = chain[n + 1] as number;
+          const now = latest + (k % (next - latest));
+          expect(times(catchUp(d, new Date(s), new Date(now), opts))).toEqual({
+            latest,
+            missedPeriods: n,
+            next,
+          });
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
+  it('catchUp past its exact-count limit across DST: the same boundaries; merged skipped times count each', () => {
+    const zoned = fc.oneof(
+      fixedSet,
+      fc.integer({ min: 2, max: 5 }).map((n) => `${n}d`),
+      fc.constant('36h'),
+    );
+    fc.assert(
+      fc.property(
+        zoned.map(parseDuration),
+        instant,
+        options(ZONES.slice(1)),
+        fc.integer({ min: 1000, max: 1300 }),
+        fc.nat(),
+        (d, s, opts, n, k) => {
+          const chain = chainFrom(d, s, n + 1, opts);
+          const latest = chain[n] as number;
+          const next = chain[n + 1] as number;
+          const now = latest + (k % (next - latest));
+          const r = times(catchUp(d, new Date(s), new Date(now), opts));
+          expect({ latest: r.latest, next: r.next }).toEqual({ latest, next });
+          if (isFixedSet(d)) expect(r.missedPeriods).toBeGreaterThanOrEqual(n);
+          else expect(r.missedPeriods).toBe(n);
+        },
+      ),
+      { numRuns: 25 },
     );
   });
 
@@ -677,8 +941,10 @@ describe('properties', () => {
           expect(r.latest.getTime()).toBeGreaterThanOrEqual(s);
           expect(r.next.getTime()).toBeGreaterThan(now);
           expect(r.next.getTime()).toBe(step(d, r.latest.getTime(), opts));
-          if (r.missedPeriods > 0) expect(step(d, r.latest.getTime() - 1, opts)).toBe(r.latest.getTime());
-          else expect(r.latest.getTime()).toBe(s);
+          expect(r.missedPeriods === 0).toBe(r.latest.getTime() === s);
+          if (r.missedPeriods > 0 && isFixedSet(d)) {
+            expect(step(d, r.latest.getTime() - 1, opts)).toBe(r.latest.getTime());
+          }
         },
       ),
       RUNS,
@@ -699,10 +965,12 @@ describe('properties', () => {
       fc.property(duration, instant, options(odd), fc.nat(), (d, t, opts, k) => {
         const b = step(d, t, opts);
         expect(b).toBeGreaterThan(t);
-        expect(step(d, b - 1, opts)).toBe(b);
         const following = step(d, b, opts);
         expect(following).toBeGreaterThan(b);
-        expect(step(d, b + 1 + (k % (following - b - 1)), opts)).toBe(following);
+        if (isFixedSet(d)) {
+          expect(step(d, b - 1, opts)).toBe(b);
+          expect(step(d, b + 1 + (k % (following - b - 1)), opts)).toBe(following);
+        }
       }),
       { numRuns: 500 },
     );

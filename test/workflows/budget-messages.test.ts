@@ -110,6 +110,7 @@ describe('budgetWorkflow messages (time skipping)', () => {
       const nextHour = new Date(Math.floor(now.getTime() / HOUR) * HOUR + HOUR);
       const status = await t.waitForStatus(ref, (s) => s.duration === '1h');
       expect(status.nextResetAt).toBe(nextHour.toISOString());
+      expect(status.cycle).toBe(0);
       expect(await resetAtOf(t.db.pool, 'LiteLLM_UserTable', 'user_id', 'changer')).toBe(
         nextHour.toISOString(),
       );

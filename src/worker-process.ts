@@ -1,0 +1,185 @@
+import type { Client } from '@temporalio/client';
+import { Runtime, type LogLevel } from '@temporalio/worker';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { requireDatabaseUrl, type Config } from './config.js';
+import { createHealthServer } from './health-server.js';
+import { createLogger, temporalLogger } from './logger.js';
+import { migrate } from './db/migrate.js';
+import { createMetricsObserver } from './metrics.js';
+import { freePort } from './provision/ports.js';
+import { connectClient, connectWorker, type TemporalTarget } from './temporal/connection.js';
+import { registerSearchAttributes } from './temporal/register-search-attributes.js';
+import { BudgetStateKey } from './temporal/search-attributes.js';
+import { createBudgetWorker } from './worker.js';
+import {
+  budgetSupervisorWorkflow,
+  SUPERVISOR_WORKFLOW_ID,
+  type SupervisorArgs,
+} from '../workflows/supervisor.js';
+
+export interface WorkerProcessOptions {
+  readonly config: Config;
+  readonly target: TemporalTarget;
+  readonly taskQueue?: string;
+  readonly maxConcurrentActivities?: number;
+  /** Start (or keep) the supervisor that discovers budgets; default true. */
+  readonly supervisor?: boolean;
+  readonly supervisorArgs?: SupervisorArgs;
+  readonly logger?: Logger;
+  /** Resolves to stop the worker gracefully (besides SIGTERM and SIGINT). */
+  readonly stop?: Promise<void>;
+  /** Called once the worker polls. */
+  readonly onReady?: (info: { healthPort?: number }) => void;
+}
+
+const LOG_LEVEL: Record<Config['logLevel'], LogLevel> = {
+  trace: 'TRACE',
+  debug: 'DEBUG',
+  info: 'INFO',
+  warn: 'WARN',
+  error: 'ERROR',
+};
+
+/** Installs the Temporal runtime once per process: JSON logs through pino, Prometheus metrics on loopback. */
+async function installRuntime(
+  logger: Logger,
+  level: Config['logLevel'],
+  metrics: boolean,
+): Promise<string | undefined> {
+  const metricsPort = metrics ? await freePort() : undefined;
+  Runtime.install({
+    logger: temporalLogger(logger, LOG_LEVEL[level]),
+    telemetryOptions: metricsPort
+      ? { metrics: { prometheus: { bindAddress: `127.0.0.1:${metricsPort}` } } }
+      : undefined,
+  });
+  return metricsPort ? `http://127.0.0.1:${metricsPort}/metrics` : undefined;
+}
+
+/**
+ * Runs the budget worker until SIGTERM/SIGINT (or `stop`): migrates our schema, registers search attributes,
+ * starts the supervisor, serves health and metrics, and on shutdown lets in-flight activities finish before
+ * closing the pool, Redis and the connection.
+ */
+export async function runWorkerProcess(options: WorkerProcessOptions): Promise<void> {
+  const { config, target } = options;
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const taskQueue = options.taskQueue ?? config.taskQueue;
+  const metricsUrl = await installRuntime(logger, config.logLevel, config.metricsPort !== undefined);
+
+  const pool = new pg.Pool({ connectionString: requireDatabaseUrl(config), max: 10 });
+  pool.on('error', (error) => logger.warn({ err: error.message }, 'idle PostgreSQL connection failed'));
+  const redis = config.redis ? createRedis(config.redis) : undefined;
+  redis?.on('error', (error: Error) => logger.warn({ err: error.message }, 'Redis connection problem'));
+  if (!redis)
+    logger.warn(
+      'No REDIS_URL or REDIS_HOST: cache invalidation is off; LiteLLM may serve stale spend for up to 60 s',
+    );
+
+  const cleanups: Array<() => Promise<unknown>> = [() => pool.end()];
+  if (redis) cleanups.push(async () => redis.disconnect());
+  try {
+    const applied = await migrate(pool);
+    if (applied.length > 0) logger.info({ applied }, 'applied budget_lifecycle migrations');
+    const { client, connection } = await connectClient(target);
+    cleanups.push(() => connection.close());
+    await registerSearchAttributes(connection, target.namespace).then(
+      (added) => added.length > 0 && logger.info({ added }, 'registered search attributes'),
+      (error: Error) =>
+        logger.warn(
+          { err: error.message },
+          'could not register search attributes; run `budgetctl search-attributes register` with operator rights',
+        ),
+    );
+    const nativeConnection = await connectWorker(target);
+    cleanups.push(() => nativeConnection.close());
+
+    const observer = createMetricsObserver(Runtime.instance().metricMeter);
+    const worker = await createBudgetWorker({
+      connection: nativeConnection,
+      namespace: target.namespace,
+      taskQueue,
+      deps: { db: pool, redis, config, observer, temporal: { client, taskQueue } },
+      maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities,
+    });
+
+    let health: { port: number; close(): Promise<void> } | undefined;
+    if (config.metricsPort !== undefined) {
+      health = await createHealthServer({
+        port: config.metricsPort,
+        metricsUrl,
+        ready: async () =>
+          worker.getState() === 'RUNNING' &&
+          (await pool.query('SELECT 1').then(
+            () => true,
+            () => false,
+          )),
+      });
+      cleanups.push(() => health!.close());
+    }
+
+    if (options.supervisor ?? true) await ensureSupervisor(client, taskQueue, options.supervisorArgs ?? {});
+    const gauge = setInterval(
+      () => void countBudgetsByState(client, taskQueue).then(observer.setBudgetsByState, () => undefined),
+      60_000,
+    );
+    cleanups.push(async () => clearInterval(gauge));
+
+    const shutdown = () => {
+      if (worker.getState() === 'RUNNING') {
+        logger.info('shutting down: finishing in-flight activities');
+        worker.shutdown();
+      }
+    };
+    process.once('SIGTERM', shutdown);
+    process.once('SIGINT', shutdown);
+    void options.stop?.then(shutdown);
+    logger.info(
+      { taskQueue, namespace: target.namespace, address: target.address, healthPort: health?.port },
+      'worker started',
+    );
+    const running = worker.run();
+    options.onReady?.({ healthPort: health?.port });
+    await running;
+    process.off('SIGTERM', shutdown);
+    process.off('SIGINT', shutdown);
+    logger.info('worker stopped');
+  } finally {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+  }
+}
+
+/** Starts the supervisor unless it already runs (one per namespace). */
+export async function ensureSupervisor(
+  client: Client,
+  taskQueue: string,
+  args: SupervisorArgs,
+): Promise<void> {
+  await client.workflow.start(budgetSupervisorWorkflow, {
+    taskQueue,
+    workflowId: SUPERVISOR_WORKFLOW_ID,
+    args: [args],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+    staticSummary: 'Discovers LiteLLM budgets and keeps one reset workflow per budget',
+  });
+}
+
+async function countBudgetsByState(client: Client, taskQueue: string): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const state of ['active', 'paused', 'invalid']) {
+    const { count } = await client.workflow.count(
+      `WorkflowType = 'budgetWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${taskQueue}' AND ${BudgetStateKey.name} = '${state}'`,
+    );
+    counts[state] = count;
+  }
+  return counts;
+}
+
+/** A Redis client for LiteLLM's Redis, from either REDIS_URL or REDIS_HOST/PORT/PASSWORD. */
+export function createRedis(settings: NonNullable<Config['redis']>): Redis {
+  // Commands fail fast while Redis is down (activities retry them) instead of queueing without bound.
+  const common = { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false };
+  return 'url' in settings ? new Redis(settings.url, common) : new Redis({ ...settings, ...common });
+}
