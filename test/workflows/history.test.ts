@@ -1,4 +1,4 @@
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +13,7 @@ import {
 import { BudgetTestEnv } from '../helpers/budget-env.js';
 import { insertBudget, insertTag } from '../helpers/litellm-rows.js';
 
-const { History } = temporal.api.history.v1;
+const { History } = proto.temporal.api.history.v1;
 const HISTORIES = fileURLToPath(new URL('./histories/', import.meta.url));
 const HOUR = 60 * 60 * 1000;
 /** `RECORD_HISTORIES=1 npx vitest run test/workflows/history.test.ts` rewrites the committed histories. */
