@@ -15,7 +15,7 @@ import { BudgetStateKey } from './temporal/search-attributes.js';
 import { createBudgetWorker } from './worker.js';
 import {
   budgetSupervisorWorkflow,
-  SUPERVISOR_WORKFLOW_ID,
+  supervisorWorkflowId,
   type SupervisorArgs,
 } from '../workflows/supervisor.js';
 
@@ -151,7 +151,7 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
   }
 }
 
-/** Starts the supervisor unless it already runs (one per namespace). */
+/** Starts the supervisor unless it already runs (one per namespace and task queue). */
 export async function ensureSupervisor(
   client: Client,
   taskQueue: string,
@@ -159,7 +159,7 @@ export async function ensureSupervisor(
 ): Promise<void> {
   await client.workflow.start(budgetSupervisorWorkflow, {
     taskQueue,
-    workflowId: SUPERVISOR_WORKFLOW_ID,
+    workflowId: supervisorWorkflowId(taskQueue),
     args: [args],
     workflowIdConflictPolicy: 'USE_EXISTING',
     staticSummary: 'Discovers LiteLLM budgets and keeps one reset workflow per budget',

@@ -11,8 +11,14 @@ import type { SyncPageResult } from '../activities/discovery.js';
 import type { Activities } from '../activities/index.js';
 import { BUDGET_KINDS } from '../src/budget-ref.js';
 
-/** Fixed id: one supervisor per namespace and task queue. */
+/** One supervisor per namespace and task queue: `budget-supervisor` on the default queue. */
 export const SUPERVISOR_WORKFLOW_ID = 'budget-supervisor';
+export const DEFAULT_TASK_QUEUE = 'budget-lifecycle';
+
+/** `budget-supervisor`, or `budget-supervisor/<queue>` for another task queue sharing the namespace. */
+export function supervisorWorkflowId(taskQueue: string): string {
+  return taskQueue === DEFAULT_TASK_QUEUE ? SUPERVISOR_WORKFLOW_ID : `${SUPERVISOR_WORKFLOW_ID}/${taskQueue}`;
+}
 /** Re-read rows changed this long before the watermark: a transaction may commit after a later one. */
 const WATERMARK_OVERLAP_MS = 60_000;
 const PASSES_PER_RUN = 50;

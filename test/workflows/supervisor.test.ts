@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { budgetWorkflowId } from '../../src/budget-ref.js';
 import { BudgetTestEnv } from '../helpers/budget-env.js';
 import { insertBudget, insertKey, insertTeam, insertUser } from '../helpers/litellm-rows.js';
-import { SUPERVISOR_WORKFLOW_ID, supervisorStatusQuery, syncNowSignal } from '../../workflows/supervisor.js';
+import { supervisorStatusQuery, supervisorWorkflowId, syncNowSignal } from '../../workflows/supervisor.js';
 import { vi } from 'vitest';
 
 let t: BudgetTestEnv;
@@ -36,7 +36,7 @@ describe('budgetSupervisorWorkflow (time skipping)', () => {
 
       const supervisor = await t.env.client.workflow.start('budgetSupervisorWorkflow', {
         taskQueue,
-        workflowId: `${SUPERVISOR_WORKFLOW_ID}-${taskQueue}`,
+        workflowId: supervisorWorkflowId(taskQueue),
         // Small pages prove the keyset paging.
         args: [{ syncIntervalMs: 30_000, fullSweepIntervalMs: 10 * 60_000, pageSize: 7 }],
       });

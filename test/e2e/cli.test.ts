@@ -1,0 +1,215 @@
+import type { ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { freePort } from '../../src/provision/ports.js';
+import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { insertBudget, insertTag, insertTeam, spendOf } from '../helpers/litellm-rows.js';
+import { services, uniqueName } from '../helpers/services.js';
+
+const HOUR = 60 * 60 * 1000;
+let db: TestDatabase;
+let worker: ChildProcess;
+let workerLog = '';
+let env: Record<string, string>;
+let metricsPort: number;
+const taskQueue = uniqueName('cli');
+const tier = uniqueName('cli-tier');
+const team = uniqueName('cli-team');
+
+const run = (...args: string[]) => budgetctl(args, env);
+const json = async (...args: string[]) => {
+  const result = await run('--json', ...args);
+  expect(result.code, result.stderr).toBe(0);
+  return JSON.parse(result.stdout);
+};
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  metricsPort = await freePort();
+  env = {
+    DATABASE_URL: db.url,
+    REDIS_URL: services().redisUrl,
+    LITELLM_REDIS_NAMESPACE: taskQueue,
+    TEMPORAL_ADDRESS: services().temporalAddress,
+    BUDGET_TASK_QUEUE: taskQueue,
+    METRICS_PORT: String(metricsPort),
+  };
+  const nextHour = new Date(Math.floor(Date.now() / HOUR) * HOUR + HOUR).toISOString();
+  await insertBudget(db.pool, { id: tier, maxBudget: 1, duration: '1h', resetAt: nextHour });
+  await insertTag(db.pool, { name: `${tier}-tag`, spend: 0.75, budgetId: tier });
+  await insertTeam(db.pool, { id: team, spend: 3, duration: '1d', resetAt: nextHour });
+  worker = spawnBudgetctl(['worker', '--sync-interval', '1h', '--concurrency', '4'], {
+    ...env,
+    LOG_LEVEL: 'info',
+  });
+  worker.stdout?.on('data', (c: Buffer) => (workerLog += c.toString()));
+  worker.stderr?.on('data', (c: Buffer) => (workerLog += c.toString()));
+  // The supervisor's first full sweep starts both budgets' workflows.
+  await vi.waitFor(
+    async () => {
+      const status = await run('status', `team:${team}`);
+      if (status.code !== 0) throw new Error(`${status.stderr}\n${workerLog}`);
+    },
+    { timeout: 90_000, interval: 500 },
+  );
+});
+
+afterAll(async () => {
+  if (worker) await stopProcess(worker);
+  await db?.drop();
+});
+
+describe('budgetctl against a real worker process and the dev server', () => {
+  it('migrate and search-attributes register are idempotent', async () => {
+    expect(await json('migrate')).toEqual({ applied: [] });
+    const registered = await run('search-attributes', 'register');
+    expect(registered.code, registered.stderr).toBe(0);
+    expect(registered.stdout).toMatch(/already registered/);
+  });
+
+  it('status shows a budget for people and for scripts', async () => {
+    const human = await run('status', `budget:${tier}`);
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout).toMatch(/state\s+active/);
+    expect(human.stdout).toMatch(/duration\s+1h/);
+    const status = await json('status', `budget:${tier}`);
+    expect(status).toMatchObject({ kind: 'budget', id: tier, state: 'active', duration: '1h', cycle: 0 });
+  });
+
+  it('reset forces a reset, prints its result, and history reads it back with its entities', async () => {
+    const reset = await run('reset', `budget:${tier}`, '--reason', 'cli test', '--requested-by', 'e2e');
+    expect(reset.code, reset.stderr).toBe(0);
+    expect(reset.stdout).toMatch(/1 entities zeroed, spend 0.75 recorded/);
+    expect(await spendOf(db.pool, 'LiteLLM_TagTable', { tag_name: `${tier}-tag` })).toBe(0);
+    const history = await json('history', `budget:${tier}`, '--limit', '5');
+    expect(history).toHaveLength(1);
+    expect(history[0]).toMatchObject({
+      trigger: 'forced',
+      reason: 'cli test',
+      requestedBy: 'e2e',
+      entityCount: 1,
+      entities: [{ type: 'tag', id: `${tier}-tag`, spendBefore: 0.75, spendAfter: 0 }],
+    });
+    const text = await run('history', `budget:${tier}`);
+    expect(text.stdout).toMatch(/forced\s+1 entities/);
+  });
+
+  it('reset with the same request id applies once', async () => {
+    await db.pool.query(`UPDATE "LiteLLM_TeamTable" SET spend = 2 WHERE team_id = $1`, [team]);
+    const first = await json('reset', `team:${team}`, '--reason', 'dup', '--request-id', 'same');
+    await db.pool.query(`UPDATE "LiteLLM_TeamTable" SET spend = 1 WHERE team_id = $1`, [team]);
+    const second = await json('reset', `team:${team}`, '--reason', 'dup', '--request-id', 'same');
+    expect(second).toEqual(first);
+    expect(await spendOf(db.pool, 'LiteLLM_TeamTable', { team_id: team })).toBe(1);
+  });
+
+  it('pause, list --state, resume', async () => {
+    expect((await run('pause', `team:${team}`, '--reason', 'audit')).stdout).toMatch(/paused/);
+    await vi.waitFor(
+      async () => {
+        const listed = await json('list', '--state', 'paused', '--kind', 'team');
+        expect(listed.budgets.map((b: { budget: string }) => b.budget)).toContain(`team:${team}`);
+      },
+      { timeout: 20_000, interval: 250 },
+    );
+    expect((await run('resume', `team:${team}`)).stdout).toMatch(/is active/);
+    expect(await json('status', `team:${team}`)).toMatchObject({ state: 'active', paused: null });
+  });
+
+  it('list --due-within finds budgets by NextResetAt', async () => {
+    await vi.waitFor(
+      async () => {
+        const due = await json('list', '--kind', 'budget', '--due-within', '2h');
+        expect(due.budgets.map((b: { budget: string }) => b.budget)).toContain(`budget:${tier}`);
+        expect(due.query).toMatch(/NextResetAt <= '/);
+      },
+      { timeout: 20_000, interval: 250 },
+    );
+    const table = await run('list', '--kind', 'team');
+    expect(table.stdout).toMatch(/BUDGET\s+STATE\s+NEXTRESETAT/);
+  });
+
+  it('sync starts a workflow for a budget created after the worker started', async () => {
+    const late = uniqueName('cli-late');
+    await insertTeam(db.pool, {
+      id: late,
+      spend: 1,
+      duration: '1d',
+      resetAt: new Date(Date.now() + HOUR).toISOString(),
+    });
+    const synced = await json('sync');
+    expect(synced).toMatchObject({ started: 1 });
+    expect(synced.found).toBeGreaterThanOrEqual(3);
+    expect(await json('status', `team:${late}`)).toMatchObject({ state: 'active' });
+  });
+
+  it('answers bad input and missing services with one clear line and a meaningful exit code', async () => {
+    const badRef = await run('status', 'nope');
+    expect(badRef.code).toBe(2);
+    expect(badRef.stderr.trim().split('\n')).toHaveLength(1);
+    expect(badRef.stderr).toMatch(/Invalid budget reference "nope"/);
+
+    const unknown = await run('status', 'team:does-not-exist');
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toMatch(/No budget workflow for team:does-not-exist/);
+
+    const noReason = await run('reset', `budget:${tier}`);
+    expect(noReason.code).toBe(2);
+
+    const noTemporal = await budgetctl(['status', `budget:${tier}`], {
+      ...env,
+      TEMPORAL_ADDRESS: '127.0.0.1:1',
+    });
+    expect(noTemporal.code).toBe(4);
+    expect(noTemporal.stderr).toMatch(/Cannot reach Temporal at 127.0.0.1:1/);
+    expect(noTemporal.stderr).not.toMatch(/\n\s+at /);
+
+    const secret = 's3cr3t-pa55word';
+    const noDb = await budgetctl(['history', `budget:${tier}`], {
+      ...env,
+      DATABASE_URL: `postgres://litellm:${secret}@127.0.0.1:1/litellm`,
+    });
+    expect(noDb.code).toBe(4);
+    expect(noDb.stderr).toMatch(/Cannot reach PostgreSQL at postgres:\/\/litellm:\*\*\*@127.0.0.1:1/);
+    expect(noDb.stderr + noDb.stdout).not.toContain(secret);
+
+    const badConfig = await budgetctl(['migrate'], { ...env, BUDGET_RESET_TIMEZONE: 'Mars/Olympus' });
+    expect(badConfig.code).toBe(2);
+    expect(badConfig.stderr).toMatch(/BUDGET_RESET_TIMEZONE/);
+
+    const verbose = await run('--verbose', 'status', 'team:does-not-exist');
+    expect(verbose.stderr).toMatch(/\n\s+at /);
+  });
+
+  it('the worker serves health and metrics, logs JSON, and stops gracefully on SIGTERM', async () => {
+    const base = `http://127.0.0.1:${metricsPort}`;
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    await vi.waitFor(async () => expect((await fetch(`${base}/readyz`)).status).toBe(200), {
+      timeout: 10_000,
+    });
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(
+      /budget_resets\{[^}]*kind="budget"[^}]*outcome="reset"[^}]*trigger="forced"[^}]*\} 1/,
+    );
+    expect(metrics).toMatch(/temporal_/);
+    const lines = workerLog
+      .trim()
+      .split('\n')
+      .filter((l) => l.startsWith('{'));
+    expect(lines.length).toBeGreaterThan(0);
+    const entries = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    // Activity logs carry the budget and the workflow that ran them.
+    expect(entries).toContainEqual(
+      expect.objectContaining({
+        msg: 'resetBudget finished',
+        budgetId: tier,
+        workflowId: `budget/budget/${tier}`,
+      }),
+    );
+    // The connection string (and its password) never reaches the logs.
+    expect(workerLog).not.toContain(`:${new URL(db.url).password}@`);
+
+    const code = await stopProcess(worker);
+    expect(code).toBe(0);
+  });
+});
