@@ -39,7 +39,10 @@ export async function migrate(pool: pg.Pool): Promise<string[]> {
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
     try {
-      await client.query(`CREATE SCHEMA IF NOT EXISTS ${SCHEMA}`);
+      // Look before creating: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema
+      // exists, which a least-privilege role given its schema by the DBA does not have.
+      const schema = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [SCHEMA]);
+      if (schema.rowCount === 0) await client.query(`CREATE SCHEMA ${SCHEMA}`);
       await client.query(
         `CREATE TABLE IF NOT EXISTS ${SCHEMA}.migrations (
            id integer PRIMARY KEY,

@@ -1,0 +1,30 @@
+-- Least-privilege role for the budget-lifecycle worker on LiteLLM's database.
+-- Run as the database owner. Replace the password (or use your secret manager's rotation).
+-- It may read LiteLLM's budget rows, write only `spend` and `budget_reset_at`, and own its own schema.
+
+CREATE ROLE budget_lifecycle LOGIN PASSWORD 'change-me';
+GRANT CONNECT ON DATABASE litellm TO budget_lifecycle;
+GRANT USAGE ON SCHEMA public TO budget_lifecycle;
+
+-- Read what a reset looks at (discovery, the fence, the tier links).
+GRANT SELECT ON
+  "LiteLLM_BudgetTable", "LiteLLM_VerificationToken", "LiteLLM_UserTable", "LiteLLM_TeamTable",
+  "LiteLLM_TeamMembership", "LiteLLM_EndUserTable", "LiteLLM_OrganizationTable",
+  "LiteLLM_OrganizationMembership", "LiteLLM_TagTable", "LiteLLM_ProjectTable",
+  "LiteLLM_ModelAccessGroupBudgetTable"
+TO budget_lifecycle;
+
+-- Zero spend (column privilege: nothing else on these rows can change; total_spend stays untouched).
+GRANT UPDATE (spend) ON
+  "LiteLLM_VerificationToken", "LiteLLM_UserTable", "LiteLLM_TeamTable", "LiteLLM_TeamMembership",
+  "LiteLLM_EndUserTable", "LiteLLM_OrganizationTable", "LiteLLM_OrganizationMembership", "LiteLLM_TagTable",
+  "LiteLLM_ProjectTable", "LiteLLM_ModelAccessGroupBudgetTable"
+TO budget_lifecycle;
+
+-- Advance schedules (and lock owner rows with SELECT ... FOR UPDATE, which needs an UPDATE privilege).
+GRANT UPDATE (budget_reset_at) ON
+  "LiteLLM_BudgetTable", "LiteLLM_VerificationToken", "LiteLLM_UserTable", "LiteLLM_TeamTable"
+TO budget_lifecycle;
+
+-- Our audit tables live in our own schema, never in `public` (LiteLLM's Prisma owns it).
+CREATE SCHEMA IF NOT EXISTS budget_lifecycle AUTHORIZATION budget_lifecycle;
