@@ -125,6 +125,7 @@ export async function budgetWorkflow(input: BudgetWorkflowArgs): Promise<BudgetW
   const requests = new Map<string, ForcedResetResult | null>(carried?.requests ?? []);
 
   let invalid = false;
+  let removed = false;
   let durationText: string | null = null;
   let duration: BudgetDuration | null = null;
   let schedule: ScheduleOptions = DEFAULT_SCHEDULE;
@@ -132,7 +133,7 @@ export async function budgetWorkflow(input: BudgetWorkflowArgs): Promise<BudgetW
   let reloadRequested = true;
   const pending: PendingForce[] = [];
 
-  const state = (): BudgetState => (invalid ? 'invalid' : paused ? 'paused' : 'active');
+  const state = (): BudgetState => (removed ? 'removed' : invalid ? 'invalid' : paused ? 'paused' : 'active');
   const status = (): BudgetStatus => ({
     kind,
     id,
@@ -247,6 +248,7 @@ export async function budgetWorkflow(input: BudgetWorkflowArgs): Promise<BudgetW
     durationText = reason === 'duration_removed' ? null : durationText;
     scheduled = null;
     invalid = false;
+    removed = true;
     lastError = null;
     const attributes: SearchAttributeUpdatePair[] = [
       { key: BudgetStateKey, value: 'removed' },

@@ -192,6 +192,11 @@ describe('budgetWorkflow messages (time skipping)', () => {
       );
       await unbudgeted.signal(scheduleChangedSignal);
       expect(await unbudgeted.result()).toMatchObject({ reason: 'duration_removed' });
+      // A closed workflow still answers its status query, and says why it is gone.
+      expect(await t.status({ kind: 'user', id: 'unbudgeted' })).toMatchObject({
+        state: 'removed',
+        nextResetAt: null,
+      });
     });
   });
 
