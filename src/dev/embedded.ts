@@ -1,4 +1,5 @@
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -21,6 +22,17 @@ function dataDir(): string {
   return process.env.BUDGET_LIFECYCLE_DATA_DIR ?? fileURLToPath(new URL('../../.data/', import.meta.url));
 }
 
+/**
+ * PostgreSQL's data directory. As root the server runs as the `postgres` user, which cannot reach a checkout in a
+ * private home directory, so root keeps it under /var/lib/budget-lifecycle, one per data dir.
+ */
+async function postgresDataDir(dir: string): Promise<string> {
+  if (process.getuid?.() !== 0) return path.join(dir, 'postgres');
+  const hash = createHash('sha256').update(path.resolve(dir)).digest('hex').slice(0, 12);
+  await mkdir('/var/lib/budget-lifecycle', { recursive: true, mode: 0o755 });
+  return path.join('/var/lib/budget-lifecycle', `pgdata-${hash}`);
+}
+
 async function portOr(preferred: number): Promise<number> {
   const net = await import('node:net');
   return new Promise((resolve) => {
@@ -41,8 +53,6 @@ export async function runEmbedded(): Promise<void> {
   const logger = createLogger(env.LOG_LEVEL ?? 'info');
   const dir = dataDir();
   await mkdir(dir, { recursive: true });
-  // Embedded PostgreSQL runs as the `postgres` user when we are root: it must reach its data directory.
-  await chmod(dir, 0o755).catch(() => undefined);
   const stops: Array<() => Promise<void>> = [];
   const banner: string[] = [];
   try {
@@ -58,7 +68,7 @@ export async function runEmbedded(): Promise<void> {
       banner.push(`Temporal UI:     ${dev.uiUrl}/namespaces/default/workflows`);
     }
     if (!env.DATABASE_URL) {
-      const postgres = await startEmbeddedPostgres({ dataDir: path.join(dir, 'postgres'), persistent: true });
+      const postgres = await startEmbeddedPostgres({ dataDir: await postgresDataDir(dir), persistent: true });
       stops.push(postgres.stop);
       const admin = new pg.Client({ connectionString: postgres.url });
       await admin.connect();
