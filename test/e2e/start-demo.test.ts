@@ -13,7 +13,11 @@ let output = '';
 
 function start(): ChildProcess {
   output = '';
-  const proc = spawnBudgetctl(['start'], { BUDGET_LIFECYCLE_DATA_DIR: dataDir, BUDGET_DEMO_DURATION: '3s', LOG_LEVEL: 'warn' });
+  const proc = spawnBudgetctl(['start'], {
+    BUDGET_LIFECYCLE_DATA_DIR: dataDir,
+    BUDGET_DEMO_DURATION: '3s',
+    LOG_LEVEL: 'warn',
+  });
   proc.stdout?.on('data', (c: Buffer) => (output += c.toString()));
   proc.stderr?.on('data', (c: Buffer) => (output += c.toString()));
   return proc;
@@ -25,7 +29,13 @@ async function embeddedEnv(): Promise<Record<string, string>> {
     text
       .trim()
       .split('\n')
-      .map((line) => line.replace(/^export /, '').split(/=(.*)/s).slice(0, 2) as [string, string]),
+      .map(
+        (line) =>
+          line
+            .replace(/^export /, '')
+            .split(/=(.*)/s)
+            .slice(0, 2) as [string, string],
+      ),
   );
 }
 
@@ -39,7 +49,10 @@ describe('npm start (embedded mode)', () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'budget-demo-'));
     await chmod(dataDir, 0o755);
     child = start();
-    await vi.waitFor(() => expect(output).toMatch(/budget-lifecycle is running/), { timeout: 120_000, interval: 200 });
+    await vi.waitFor(() => expect(output).toMatch(/budget-lifecycle is running/), {
+      timeout: 120_000,
+      interval: 200,
+    });
     expect(output).toMatch(/Temporal UI:\s+http:\/\/127\.0\.0\.1:\d+/);
     const uiUrl = /Temporal UI:\s+(\S+)/.exec(output)![1]!;
     expect((await fetch(uiUrl)).status).toBe(200);
@@ -55,19 +68,29 @@ describe('npm start (embedded mode)', () => {
       },
       { timeout: 60_000, interval: 500 },
     );
-    expect(reset.entities).toContainEqual({ type: 'tag', id: 'tenant:acme', spendBefore: 0.063, spendAfter: 0 });
+    expect(reset.entities).toContainEqual({
+      type: 'tag',
+      id: 'tenant:acme',
+      spendBefore: 0.063,
+      spendAfter: 0,
+    });
     const status = await budgetctl(['--json', 'status', 'budget:demo-tier'], env);
     const before = JSON.parse(status.stdout);
     expect(before.cycle).toBeGreaterThanOrEqual(1);
 
     expect(await stopProcess(child, 'SIGINT')).toBe(0);
     child = start();
-    await vi.waitFor(() => expect(output).toMatch(/budget-lifecycle is running/), { timeout: 120_000, interval: 200 });
+    await vi.waitFor(() => expect(output).toMatch(/budget-lifecycle is running/), {
+      timeout: 120_000,
+      interval: 200,
+    });
     const after = await embeddedEnv();
     // Same Temporal history and the same audit: the reset count only grows.
     const again = JSON.parse((await budgetctl(['--json', 'status', 'budget:demo-tier'], after)).stdout);
     expect(again.cycle).toBeGreaterThanOrEqual(before.cycle);
-    const history = JSON.parse((await budgetctl(['--json', 'history', 'budget:demo-tier', '--limit', '100'], after)).stdout);
+    const history = JSON.parse(
+      (await budgetctl(['--json', 'history', 'budget:demo-tier', '--limit', '100'], after)).stdout,
+    );
     expect(history.map((e: { id: string }) => e.id)).toContain(reset.id);
   });
 });
