@@ -36,7 +36,11 @@ export function createResetActivities(deps: ActivityDeps) {
 
     /** One fenced, audited reset transaction. */
     async resetBudget(request: ResetRequest): Promise<ResetResult> {
-      tables ??= existingTables(deps.db);
+      // Cached once known; a failed lookup (database down) is not cached, so the activity's retry can succeed.
+      tables ??= existingTables(deps.db).catch((error: unknown) => {
+        tables = undefined;
+        throw error;
+      });
       const execution = Context.current().info.workflowExecution;
       const result = await resetBudgetTransaction(
         deps.db,

@@ -3,16 +3,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startDevServer } from '../src/provision/dev-server.js';
+import { createLiteLLMDatabase } from '../src/provision/litellm-database.js';
 import { startEmbeddedPostgres } from '../src/provision/postgres.js';
 import { startRedis } from '../src/provision/redis.js';
 import { ensureTemporalCli } from '../src/provision/temporal-cli.js';
 import { ensureTestServer } from '../src/provision/test-server.js';
 import type { TestServices } from './helpers/services.js';
 import { TEMPLATE_DATABASE } from './helpers/database.js';
-import { migrate } from '../src/db/migrate.js';
-import { applyLiteLLMSchema } from '../src/provision/litellm-schema.js';
-import { databaseUrl as withDatabase } from '../src/db/url.js';
-import pg from 'pg';
 import { searchAttributeFlags } from '../src/temporal/search-attributes.js';
 
 /**
@@ -45,7 +42,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
       stops.push(redis.stop);
       redisUrl = redis.url;
     }
-    await buildTemplateDatabase(databaseUrl);
+    // LiteLLM's real schema plus ours, once per run; test files clone it in milliseconds.
+    await createLiteLLMDatabase(databaseUrl, TEMPLATE_DATABASE);
     const dev = await startDevServer({ searchAttributes: searchAttributeFlags() });
     stops.push(dev.stop);
 
@@ -62,31 +60,5 @@ export default async function setup(project: TestProject): Promise<() => Promise
   } catch (error) {
     await teardown();
     throw error;
-  }
-}
-
-/** LiteLLM's real schema (its own migrations) plus ours, once per run; test files clone it in milliseconds. */
-async function buildTemplateDatabase(serverUrl: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: serverUrl });
-  await admin.connect();
-  try {
-    await admin.query(`DROP DATABASE IF EXISTS "${TEMPLATE_DATABASE}" WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE "${TEMPLATE_DATABASE}" TEMPLATE template0`);
-  } finally {
-    await admin.end();
-  }
-  const url = withDatabase(serverUrl, TEMPLATE_DATABASE);
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await applyLiteLLMSchema(client);
-  } finally {
-    await client.end();
-  }
-  const pool = new pg.Pool({ connectionString: url, max: 1 });
-  try {
-    await migrate(pool);
-  } finally {
-    await pool.end();
   }
 }

@@ -9,12 +9,14 @@ export const INVALIDATION_CHANNEL = 'litellm_proxy.auth_cache_invalidation';
 /** LiteLLM keeps spend counters and in-memory copies for 60 s; we match that expiry. */
 export const COUNTER_TTL_SECONDS = 60;
 
-const PAGE_SIZE = 2_000;
+// 500 entities make a pipeline of about 2,000 commands: large enough to keep Redis round trips rare, small enough
+// that a 40,000-entity invalidation does not pile up tens of megabytes of short-lived command objects.
+const PAGE_SIZE = 500;
 
 export interface InvalidationResult {
   readonly entities: number;
   readonly countersSet: number;
-  readonly objectsDeleted: number;
+  readonly objectsInvalidated: number;
   readonly messagesPublished: number;
 }
 
@@ -42,7 +44,7 @@ export async function invalidateResetCaches(
   resetId: string,
 ): Promise<InvalidationResult> {
   const channel = namespaced(namespace, INVALIDATION_CHANNEL);
-  const totals = { entities: 0, countersSet: 0, objectsDeleted: 0, messagesPublished: 0 };
+  const totals = { entities: 0, countersSet: 0, objectsInvalidated: 0, messagesPublished: 0 };
   let after: { type: string; id: string } = { type: '', id: '' };
   for (;;) {
     const { rows } = await db.query<{ entity_type: string; entity_id: string; spend_after: number }>(
@@ -70,7 +72,7 @@ export async function invalidateResetCaches(
       if (keys.objects.length > 0) {
         pipeline.del(...keys.objects.map((k) => namespaced(namespace, k)));
         for (const key of keys.objects) pipeline.publish(channel, JSON.stringify({ cache_key: key }));
-        totals.objectsDeleted += keys.objects.length;
+        totals.objectsInvalidated += keys.objects.length;
         totals.messagesPublished += keys.objects.length;
       }
       totals.entities += 1;

@@ -26,7 +26,7 @@ function dataDir(): string {
  * PostgreSQL's data directory. As root the server runs as the `postgres` user, which cannot reach a checkout in a
  * private home directory, so root keeps it under /var/lib/budget-lifecycle, one per data dir.
  */
-async function postgresDataDir(dir: string): Promise<string> {
+export async function postgresDataDir(dir: string): Promise<string> {
   if (process.getuid?.() !== 0) return path.join(dir, 'postgres');
   const hash = createHash('sha256').update(path.resolve(dir)).digest('hex').slice(0, 12);
   await mkdir('/var/lib/budget-lifecycle', { recursive: true, mode: 0o755 });

@@ -26,8 +26,13 @@ const STALE_LOCK_MS = 30 * 60_000;
  * Callers re-check for the finished artifact inside `fn`: the first holder builds it, the rest find it.
  */
 export async function withCacheLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
-  await mkdir(cacheDir(), { recursive: true });
-  const lockPath = path.join(cacheDir(), `${name}.lock`);
+  return withLockIn(cacheDir(), name, fn);
+}
+
+/** {@link withCacheLock} with the lock file in another directory (for things shared beyond one cache). */
+export async function withLockIn<T>(dir: string, name: string, fn: () => Promise<T>): Promise<T> {
+  await mkdir(dir, { recursive: true });
+  const lockPath = path.join(dir, `${name}.lock`);
   for (;;) {
     try {
       const handle = await open(lockPath, 'wx');

@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, chown, cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import path from 'node:path';
-import { pathExists, withCacheLock } from './cache.js';
+import { pathExists, withLockIn } from './cache.js';
 import { freePort, waitForPort } from './ports.js';
 import { run } from './run.js';
 
@@ -56,16 +56,21 @@ async function binaries(runAs: RunAs | undefined): Promise<Binaries> {
   const shared = path.join(SHARED_DIR, `postgres-${version}`);
   const rel = (bin: string) => path.join(shared, path.relative(native, bin));
   const copy = { initdb: rel(bundled.initdb), postgres: rel(bundled.postgres) };
-  if (await pathExists(copy.postgres)) return copy;
-  return withCacheLock('postgres-binaries', async () => {
-    if (await pathExists(copy.postgres)) return copy;
+  // A marker written after the copy is complete: a half-made copy is never used. The lock lives beside the copy
+  // because the copy is shared by every cache directory on the machine.
+  const complete = path.join(shared, '.complete');
+  if (await pathExists(complete)) return copy;
+  await mkdir(SHARED_DIR, { recursive: true, mode: 0o755 });
+  await chmod(SHARED_DIR, 0o755);
+  return withLockIn(SHARED_DIR, `postgres-${version}`, async () => {
+    if (await pathExists(complete)) return copy;
     const staging = `${shared}.tmp-${process.pid}`;
-    await mkdir(SHARED_DIR, { recursive: true, mode: 0o755 });
-    await chmod(SHARED_DIR, 0o755);
+    await rm(staging, { recursive: true, force: true });
     await cp(native, staging, { recursive: true, verbatimSymlinks: true });
     await run('chmod', ['-R', 'a+rX', staging]);
+    await writeFile(path.join(staging, '.complete'), `${version}\n`);
     await rm(shared, { recursive: true, force: true });
-    await run('mv', [staging, shared]);
+    await rename(staging, shared);
     return copy;
   });
 }

@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { postgresDataDir } from '../../src/dev/embedded.js';
 import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 
 // `npm start` with nothing configured: its own dev server, embedded PostgreSQL, Redis, worker and supervisor.
@@ -41,7 +42,11 @@ async function embeddedEnv(): Promise<Record<string, string>> {
 
 afterAll(async () => {
   if (child) await stopProcess(child, 'SIGINT');
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  if (dataDir) {
+    // As root the demo's PostgreSQL data lives outside the data dir (see postgresDataDir).
+    await rm(await postgresDataDir(dataDir), { recursive: true, force: true });
+    await rm(dataDir, { recursive: true, force: true });
+  }
 });
 
 describe('npm start (embedded mode)', () => {

@@ -97,7 +97,7 @@ describe('invalidateCaches', () => {
 
     const messages = await collect(`${ns}:${INVALIDATION_CHANNEL}`, 2, async () => {
       const result = await invalidateResetCaches(db.pool, redis, ns, resetId);
-      expect(result).toEqual({ entities: 1, countersSet: 1, objectsDeleted: 1, messagesPublished: 2 });
+      expect(result).toEqual({ entities: 1, countersSet: 1, objectsInvalidated: 1, messagesPublished: 2 });
     });
     expect(await redis.exists(`${ns}:tag:${tag}`)).toBe(0);
     expect(await redis.get(`${ns}:spend:tag:${tag}`)).toBe('0.0');
@@ -145,7 +145,7 @@ describe('invalidateCaches', () => {
     ];
     for (const key of [...objects, ...counters]) await redis.set(`${ns}:${key}`, '"cached"');
     const result = await invalidateResetCaches(db.pool, redis, ns, await resetTier(tier));
-    expect(result).toMatchObject({ entities: 8, countersSet: 7, objectsDeleted: 9 });
+    expect(result).toMatchObject({ entities: 8, countersSet: 7, objectsInvalidated: 9 });
     for (const key of objects) expect(await redis.exists(`${ns}:${key}`), key).toBe(0);
     for (const key of counters) expect(await redis.get(`${ns}:${key}`), key).toBe('0.0');
   });

@@ -1,0 +1,282 @@
+/**
+ * `npm run bench`: starts its own real services (embedded PostgreSQL with LiteLLM's schema and our migrations,
+ * redis-server, the time-skipping test server), runs the benchmarks, prints a table, writes
+ * bench/results/latest.json and holds the figures to bench/baseline.json: exits 1 when a target is missed,
+ * 2 when a benchmark fails, 3 when the whole run times out. See bench/README.md.
+ *
+ *   npm run bench                               all four benchmarks
+ *   npm run bench -- --only=reset,invalidation  some of them (results go to bench/results/partial.json)
+ *   npm run bench -- --baseline=other.json      hold the figures to other targets
+ */
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { benchInvalidation, type InvalidationFigures } from './benchmarks/cache-invalidation.js';
+import { benchFanOut, type FanOutFigures } from './benchmarks/fan-out.js';
+import { benchResetTier, type ResetTierFigures } from './benchmarks/reset-transaction.js';
+import { benchTimeSkipping, type TimeSkippingFigures } from './benchmarks/time-skipping.js';
+import { cleanupAll, installSignalHandlers, isInterrupted } from './lib/lifecycle.js';
+import { compare, gitInfo, loadBaseline, machineInfo, table } from './lib/report.js';
+import { startServices, type Services } from './lib/services.js';
+import { startTemporal, type TemporalBench } from './lib/temporal.js';
+import { TEST_SERVER_VERSION } from '../src/provision/test-server.js';
+import { LITELLM_PROXY_EXTRAS_VERSION } from '../src/provision/litellm-schema.js';
+
+const BENCHMARKS = ['reset', 'invalidation', 'cycles', 'fanout'] as const;
+type BenchName = (typeof BENCHMARKS)[number];
+/** Which results key each benchmark writes (baseline metrics start with it). */
+const RESULT_KEY: Record<BenchName, string> = {
+  reset: 'resetTransaction',
+  invalidation: 'cacheInvalidation',
+  cycles: 'timeSkipping',
+  fanout: 'fanOut',
+};
+const TIER_SIZES = [1_000, 10_000, 40_000];
+const OVERALL_TIMEOUT_MS = 30 * 60_000;
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const BASELINE = fileURLToPath(new URL('./baseline.json', import.meta.url));
+const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
+
+interface Benchmarks {
+  resetTransaction?: Record<string, ResetTierFigures>;
+  cacheInvalidation?: InvalidationFigures;
+  timeSkipping?: TimeSkippingFigures;
+  fanOut?: FanOutFigures;
+}
+
+function log(line: string): void {
+  process.stderr.write(`[bench] ${line}\n`);
+}
+
+function parseOnly(argv: readonly string[]): Set<BenchName> {
+  const arg = argv.find((a) => a.startsWith('--only='));
+  if (!arg) return new Set(BENCHMARKS);
+  const names = arg.slice('--only='.length).split(',').filter(Boolean);
+  const unknown = names.filter((n) => !(BENCHMARKS as readonly string[]).includes(n));
+  if (unknown.length > 0)
+    throw new Error(`Unknown benchmark(s) ${unknown.join(', ')}; choose from ${BENCHMARKS.join(', ')}`);
+  return new Set(names as BenchName[]);
+}
+
+async function main(): Promise<number> {
+  const started = performance.now();
+  const only = parseOnly(process.argv.slice(2));
+  const full = only.size === BENCHMARKS.length;
+  const baselineArg = process.argv.find((a) => a.startsWith('--baseline='));
+  const baseline = loadBaseline(baselineArg ? baselineArg.slice('--baseline='.length) : BASELINE);
+  installSignalHandlers(OVERALL_TIMEOUT_MS);
+  const date = new Date().toISOString();
+  const machine = machineInfo();
+  const benchmarks: Benchmarks = {};
+  const errors: Record<string, string> = {};
+  let services: Services | undefined;
+  let temporal: TemporalBench | undefined;
+  const setupMs: Record<string, number> = {};
+
+  const attempt = async (name: string, fn: () => Promise<void>): Promise<boolean> => {
+    log(`-- ${name}`);
+    const t0 = performance.now();
+    try {
+      await fn();
+      log(`-- ${name}: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      return true;
+    } catch (error) {
+      errors[name] = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      log(`-- ${name} FAILED: ${errors[name]}`);
+      if (error instanceof Error && error.stack) log(error.stack);
+      return false;
+    }
+  };
+
+  try {
+    const servicesUp = await attempt('services', async () => {
+      services = await startServices();
+      Object.assign(setupMs, services.setupMs);
+    });
+    if (servicesUp && services) {
+      const s = services;
+      if (only.has('reset') || only.has('invalidation')) {
+        // The invalidation benchmark replays the audit of the 40,000-end-user reset.
+        const sizes = only.has('reset') ? TIER_SIZES : [40_000];
+        benchmarks.resetTransaction = {};
+        for (const n of sizes) {
+          await attempt(`reset transaction, ${n} end users`, async () => {
+            benchmarks.resetTransaction![String(n)] = await benchResetTier(s, n);
+          });
+        }
+      }
+      if (only.has('invalidation')) {
+        const tier = benchmarks.resetTransaction?.['40000'];
+        if (!tier) errors['cache invalidation'] = 'skipped: the 40,000-end-user reset did not run';
+        else {
+          await attempt('cache invalidation, 40000 entities', async () => {
+            benchmarks.cacheInvalidation = await benchInvalidation(s, tier.lastResetId, tier.endUsers);
+          });
+        }
+      }
+      if (only.has('cycles') || only.has('fanout')) {
+        const up = await attempt('time-skipping server and workflow bundle', async () => {
+          temporal = await startTemporal(s);
+          Object.assign(setupMs, temporal.setupMs);
+        });
+        if (up && temporal) {
+          const t = temporal;
+          if (only.has('cycles')) {
+            await attempt('time-skipping cycles, 168 hourly boundaries', async () => {
+              benchmarks.timeSkipping = await benchTimeSkipping(t, s);
+            });
+          }
+          if (only.has('fanout')) {
+            await attempt('fan-out, 200 budgets at one boundary', async () => {
+              benchmarks.fanOut = await benchFanOut(t, s);
+            });
+          }
+        }
+      }
+    }
+  } finally {
+    log('stopping services');
+    await cleanupAll();
+  }
+  if (isInterrupted()) return new Promise<number>(() => undefined); // the signal handler exits
+
+  const totalSeconds = Math.round((performance.now() - started) / 100) / 10;
+  const ranKeys = new Set([...only].map((n) => RESULT_KEY[n]));
+  if (only.has('invalidation')) ranKeys.add('resetTransaction');
+  const verdicts = compare(baseline, benchmarks as Record<string, unknown>, (metric) =>
+    ranKeys.has(metric.split('.')[0] ?? ''),
+  );
+
+  const results = {
+    schema: 1,
+    date,
+    partial: !full,
+    only: full ? undefined : [...only],
+    totalSeconds,
+    machine: { ...machine, loadAverageAtEnd: os.loadavg().map((l) => Math.round(l * 100) / 100) },
+    node: process.version,
+    versions: {
+      postgres: services?.versions.postgres,
+      redis: services?.versions.redis,
+      temporalTestServer: TEST_SERVER_VERSION,
+      litellmProxyExtras: LITELLM_PROXY_EXTRAS_VERSION,
+    },
+    git: gitInfo(ROOT),
+    setupMs,
+    benchmarks,
+    targets: verdicts,
+    errors,
+  };
+  await mkdir(RESULTS_DIR, { recursive: true });
+  const out = `${RESULTS_DIR}${full ? 'latest' : 'partial'}.json`;
+  await writeFile(`${out}.tmp`, await formatJson(JSON.stringify(results, roundFloats, 2), out));
+  await rename(`${out}.tmp`, out);
+
+  process.stdout.write(
+    `\n${summary(benchmarks)}\n\n${table(
+      ['Target', 'Value', 'Target', 'Result'],
+      verdicts.map((v) => [
+        v.label,
+        v.value === null ? '-' : `${formatValue(v.value)} ${v.unit}`,
+        `${v.target} ${v.unit}`,
+        v.result,
+      ]),
+    )}\n\n`,
+  );
+  process.stdout.write(`Total run time ${totalSeconds} s. Results: ${out}\n`);
+
+  const missed = verdicts.filter((v) => v.result === 'MISSED' || v.result === 'not measured');
+  for (const [name, message] of Object.entries(errors)) process.stdout.write(`ERROR   ${name}: ${message}\n`);
+  for (const v of missed) {
+    process.stdout.write(
+      `MISSED  ${v.label}: ${v.value === null ? 'not measured' : `${formatValue(v.value)} ${v.unit}`} (target ${v.target} ${v.unit})\n`,
+    );
+  }
+  if (Object.keys(errors).length > 0) return 2;
+  if (missed.length > 0) return 1;
+  process.stdout.write('All targets met.\n');
+  return 0;
+}
+
+/** In the project's Prettier style, so `npm run format:check` stays clean; plain JSON when Prettier is absent. */
+async function formatJson(json: string, filepath: string): Promise<string> {
+  try {
+    const prettier = await import('prettier');
+    const options = await prettier.resolveConfig(filepath);
+    return await prettier.format(json, { ...options, filepath });
+  } catch {
+    return `${json}\n`;
+  }
+}
+
+function formatValue(n: number): string {
+  return n.toLocaleString('en-US', { maximumFractionDigits: Math.abs(n) >= 100 ? 0 : 2 });
+}
+
+/** Keeps latest.json readable: floats to three decimals. */
+function roundFloats(_key: string, value: unknown): unknown {
+  return typeof value === 'number' && !Number.isInteger(value) ? Math.round(value * 1000) / 1000 : value;
+}
+
+function summary(b: Benchmarks): string {
+  const rows: Array<[string, string, string | number]> = [];
+  for (const tier of Object.values(b.resetTransaction ?? {})) {
+    const name = `reset transaction, ${tier.endUsers.toLocaleString('en-US')} end users`;
+    rows.push([name, 'median ms (3 runs)', tier.medianMs]);
+    rows.push([name, 'runs ms', tier.runs.map((r) => r.ms.toFixed(0)).join(' / ')]);
+    rows.push([name, 'rows/s', tier.rowsPerSecond]);
+    rows.push([name, 'heap delta MB (max)', tier.maxHeapDeltaMB]);
+    rows.push([name, 'peak heap growth MB (max)', tier.maxPeakHeapGrowthMB]);
+    rows.push([name, 'RSS delta MB (max)', tier.maxRssDeltaMB]);
+  }
+  const inv = b.cacheInvalidation;
+  if (inv) {
+    const name = `cache invalidation, ${inv.entities.toLocaleString('en-US')} entities`;
+    rows.push([name, 'median ms (3 runs)', inv.medianMs]);
+    rows.push([name, 'runs ms', inv.runs.map((r) => r.ms.toFixed(0)).join(' / ')]);
+    rows.push([name, 'Redis commands per run', inv.runs[0]?.commands ?? 0]);
+    rows.push([name, 'Redis commands/s', inv.commandsPerSecond]);
+    rows.push([name, 'peak heap used MB (max)', inv.maxPeakHeapUsedMB]);
+    rows.push([name, 'peak heap growth MB (max)', inv.maxPeakHeapGrowthMB]);
+    rows.push([name, 'live heap peak growth MB', inv.livePeakHeapGrowthMB]);
+    if (inv.subscriber)
+      rows.push([
+        name,
+        'messages received / sent',
+        `${inv.subscriber.received} / ${inv.subscriber.expected}`,
+      ]);
+  }
+  const ts = b.timeSkipping;
+  if (ts) {
+    const name = `time skipping, ${ts.cycles} x ${ts.duration}`;
+    rows.push([name, 'real s per simulated week', ts.realSeconds]);
+    rows.push([name, 'resets/s', ts.resetsPerSecond]);
+    rows.push([
+      name,
+      'ms per cycle p50 / p95 / max',
+      `${ts.cycleMs.median} / ${ts.cycleMs.p95} / ${ts.cycleMs.max}`,
+    ]);
+    rows.push([name, 'workflow runs (continue-as-new)', ts.workflowRuns]);
+  }
+  const fo = b.fanOut;
+  if (fo) {
+    const name = `fan-out, ${fo.budgets} budgets`;
+    rows.push([name, 'boundary -> first commit ms', fo.firstCommittedMs]);
+    rows.push([name, 'boundary -> all committed ms', fo.allCommittedMs]);
+    rows.push([name, 'boundary -> all invalidated ms', fo.allInvalidatedMs]);
+    rows.push([name, 'resets/s', fo.resetsPerSecond]);
+    rows.push([name, 'workflow start-up ms (not timed)', fo.startupMs]);
+  }
+  return table(['Benchmark', 'Figure', 'Value'], rows);
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(
+      `[bench] ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    void cleanupAll().finally(() => process.exit(2));
+  },
+);
