@@ -62,10 +62,15 @@ export class BudgetTestEnv {
       config?: Partial<ActivityDeps['config']>;
       schedule?: ScheduleOptions;
       taskQueue?: string;
+      /** Another Redis client for the activities (e.g. one that cannot connect). */
+      redis?: Redis;
     } = {},
   ): Promise<{ worker: Worker; taskQueue: string }> {
     const taskQueue = options.taskQueue ?? uniqueName('tq');
-    const deps = this.deps(options.config, options.schedule);
+    const deps = {
+      ...this.deps(options.config, options.schedule),
+      ...(options.redis ? { redis: options.redis } : {}),
+    };
     const worker = await createBudgetWorker({
       connection: this.env.nativeConnection,
       taskQueue,

@@ -1,4 +1,5 @@
 import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { BudgetRef } from '../../src/budget-ref.js';
 import {
@@ -221,5 +222,33 @@ describe('budgetWorkflow messages (time skipping)', () => {
       expect(fixed.lastError).toBeNull();
       expect(await spendOf(t.db.pool, 'LiteLLM_TeamTable', { team_id: 'bad' })).toBe(0);
     });
+  });
+
+  it('keeps a committed reset when Redis stays down, and counts the failed invalidation', async () => {
+    // Nothing listens on port 1: every Redis command fails at once (no offline queue).
+    const deadRedis = new Redis({ port: 1, host: '127.0.0.1', enableOfflineQueue: false, lazyConnect: true });
+    deadRedis.on('error', () => undefined);
+    const { worker, taskQueue } = await t.worker({ redis: deadRedis });
+    try {
+      await worker.runUntil(async () => {
+        const boundary = nextUtcMidnight(await t.now());
+        await insertBudget(t.db.pool, { id: 'no-redis', duration: '1d', resetAt: boundary.toISOString() });
+        await insertTag(t.db.pool, { name: 'no-redis-tag', spend: 6, budgetId: 'no-redis' });
+        const ref: BudgetRef = { kind: 'budget', id: 'no-redis' };
+        await t.start(ref, taskQueue);
+        await t.waitForStatus(ref, (s) => s.nextResetAt === boundary.toISOString());
+        await t.sleepUntil(boundary);
+        await t.waitForStatus(ref, (s) => s.cycle === 1);
+        expect(await spendOf(t.db.pool, 'LiteLLM_TagTable', { tag_name: 'no-redis-tag' })).toBe(0);
+        // Skip through the invalidation's retry backoff.
+        await t.env.sleep(30 * 60_000);
+        const status = await t.waitForStatus(ref, (s) => s.cacheInvalidationFailures === 1);
+        expect(status.state).toBe('active');
+        expect(status.lastError).toMatch(/cache invalidation failed/);
+        expect(await t.resetLog(ref)).toHaveLength(1);
+      });
+    } finally {
+      deadRedis.disconnect();
+    }
   });
 });
