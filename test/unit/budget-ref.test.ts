@@ -1,0 +1,80 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  BUDGET_KINDS,
+  budgetWorkflowId,
+  InvalidBudgetRefError,
+  parseBudgetRef,
+  parseBudgetWorkflowId,
+} from '../../src/budget-ref.js';
+import { decodeEntityId, encodeEntityId, ENTITY_TYPES, entityType } from '../../src/entities.js';
+
+describe('budget references', () => {
+  it.each([
+    ['budget:b-42', { kind: 'budget', id: 'b-42' }],
+    ['team:eng', { kind: 'team', id: 'eng' }],
+    ['user:a:b:c', { kind: 'user', id: 'a:b:c' }],
+    [
+      'key:88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589',
+      {
+        kind: 'key',
+        id: '88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589',
+      },
+    ],
+  ])('parses %s', (text, ref) => {
+    expect(parseBudgetRef(text)).toEqual(ref);
+  });
+
+  it.each(['', 'team', 'team:', 'org:acme', 'Team:eng', ':x'])(
+    'rejects %j, naming the accepted kinds',
+    (text) => {
+      expect(() => parseBudgetRef(text)).toThrow(InvalidBudgetRefError);
+      expect(() => parseBudgetRef(text)).toThrow(/budget, key, user, team/);
+    },
+  );
+
+  it('maps every id to a workflow id and back, whatever characters it holds', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...BUDGET_KINDS),
+        fc.string({ minLength: 1, unit: 'grapheme' }),
+        (kind, id) => {
+          const workflowId = budgetWorkflowId({ kind, id });
+          expect(workflowId.startsWith(`budget/${kind}/`)).toBe(true);
+          expect(parseBudgetWorkflowId(workflowId)).toEqual({ kind, id });
+        },
+      ),
+    );
+    expect(budgetWorkflowId({ kind: 'team', id: 'a/b c' })).toBe('budget/team/a%2Fb%20c');
+    expect(parseBudgetWorkflowId('budget-supervisor')).toBeUndefined();
+  });
+});
+
+describe('entity registry', () => {
+  it('round-trips composite and simple entity ids', () => {
+    for (const type of ENTITY_TYPES) {
+      const parts = type.key.map((k) => `${k} "x":y`);
+      expect(decodeEntityId(type, encodeEntityId(parts))).toEqual(parts);
+    }
+  });
+
+  it("builds LiteLLM's cache keys for each entity type", () => {
+    const keys = (name: string, ...id: string[]) => entityType(name)!.cacheKeys(id);
+    expect(keys('tag', 'tenant:acme')).toEqual({
+      counter: 'spend:tag:tenant:acme',
+      objects: ['tag:tenant:acme'],
+    });
+    expect(keys('team_member', 'u1', 't1')).toEqual({
+      counter: 'spend:team_member:u1:t1',
+      objects: ['t1_u1', 'team_membership:u1:t1'],
+    });
+    expect(keys('org', 'o')).toEqual({
+      counter: 'spend:org:o',
+      objects: ['org_id:o', 'org_id:o:with_budget'],
+    });
+    expect(keys('user', 'litellm-proxy-budget').objects).toContain('default_user_id:spend');
+    expect(keys('org_member', 'u', 'o')).toEqual({ objects: [] });
+    // Every tier-linked table and every owner is described once.
+    expect(new Set(ENTITY_TYPES.map((t) => t.table)).size).toBe(ENTITY_TYPES.length);
+  });
+});

@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, redactUrl } from '../../src/config.js';
+
+describe('loadConfig', () => {
+  it('applies the documented defaults', () => {
+    expect(loadConfig({})).toEqual({
+      databaseUrl: undefined,
+      redis: undefined,
+      redisNamespace: undefined,
+      taskQueue: 'budget-lifecycle',
+      schedule: { timeZone: 'UTC', resetTime: '00:00' },
+      rollover: false,
+      defaultEndUserBudgetId: undefined,
+      metricsPort: undefined,
+      logLevel: 'info',
+    });
+  });
+
+  it('reads every variable', () => {
+    expect(
+      loadConfig({
+        DATABASE_URL: 'postgresql://u:p@db:5432/litellm',
+        REDIS_HOST: 'cache',
+        REDIS_PORT: '6380',
+        REDIS_PASSWORD: 'pw',
+        LITELLM_REDIS_NAMESPACE: 'prod',
+        BUDGET_TASK_QUEUE: 'budgets-eu',
+        BUDGET_RESET_TIMEZONE: 'Europe/London',
+        BUDGET_RESET_TIME: '09:30',
+        BUDGET_ROLLOVER: 'true',
+        BUDGET_DEFAULT_END_USER_BUDGET_ID: 'free-tier',
+        METRICS_PORT: '9464',
+        LOG_LEVEL: 'debug',
+      }),
+    ).toEqual({
+      databaseUrl: 'postgresql://u:p@db:5432/litellm',
+      redis: { host: 'cache', port: 6380, password: 'pw' },
+      redisNamespace: 'prod',
+      taskQueue: 'budgets-eu',
+      schedule: { timeZone: 'Europe/London', resetTime: '09:30' },
+      rollover: true,
+      defaultEndUserBudgetId: 'free-tier',
+      metricsPort: 9464,
+      logLevel: 'debug',
+    });
+    expect(loadConfig({ REDIS_URL: 'rediss://cache:6379/0' }).redis).toEqual({
+      url: 'rediss://cache:6379/0',
+    });
+    expect(loadConfig({ REDIS_HOST: 'cache' }).redis).toEqual({
+      host: 'cache',
+      port: 6379,
+      password: undefined,
+    });
+    expect(loadConfig({ BUDGET_ROLLOVER: '0', METRICS_PORT: '' }).rollover).toBe(false);
+  });
+
+  it.each([
+    [{ DATABASE_URL: 'mysql://u:hunter2@db/x' }, /DATABASE_URL must be a postgres/],
+    [{ REDIS_URL: 'http://u:hunter2@cache' }, /REDIS_URL must be a redis/],
+    [{ REDIS_URL: 'redis://a', REDIS_HOST: 'b' }, /REDIS_URL or REDIS_HOST, not both/],
+    [{ METRICS_PORT: 'ninety' }, /METRICS_PORT must be a port number/],
+    [{ METRICS_PORT: '70000' }, /METRICS_PORT must be between 1 and 65535/],
+    [{ REDIS_HOST: 'x', REDIS_PORT: '0' }, /REDIS_PORT must be between 1 and 65535/],
+    [{ BUDGET_ROLLOVER: 'yes' }, /BUDGET_ROLLOVER must be true or false/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL must be one of/],
+    [{ BUDGET_RESET_TIMEZONE: 'Mars/Olympus' }, /BUDGET_RESET_TIMEZONE.*Mars\/Olympus/],
+    [{ BUDGET_RESET_TIME: '25:00' }, /BUDGET_RESET_TIME.*HH:MM/],
+  ])('rejects %j with an error that names the variable', (env, message) => {
+    let error: unknown;
+    try {
+      loadConfig(env);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toMatch(message);
+    // A value is never echoed: a password in a URL cannot leak into a log.
+    expect((error as Error).message).not.toContain('hunter2');
+  });
+});
+
+describe('redactUrl', () => {
+  it('hides the password and keeps the rest', () => {
+    expect(redactUrl('postgres://litellm:s3cret@db:5432/litellm')).toBe(
+      'postgres://litellm:***@db:5432/litellm',
+    );
+    expect(redactUrl('redis://cache:6379')).toBe('redis://cache:6379');
+    expect(redactUrl('not a url')).toBe('<unparseable URL>');
+  });
+});
