@@ -17,6 +17,16 @@ export async function pathExists(p: string): Promise<boolean> {
   }
 }
 
+/** The path an environment variable names, checked to exist; undefined when the variable is not set. */
+export async function pathFromEnv(variable: string, what: string): Promise<string | undefined> {
+  const value = process.env[variable];
+  if (!value) return undefined;
+  if (!(await pathExists(value))) {
+    throw new Error(`${variable}=${value} does not exist; unset it or point it at ${what}`);
+  }
+  return value;
+}
+
 /** A lock older than this is taken to be left behind by a process that died while holding it. */
 const STALE_LOCK_MS = 30 * 60_000;
 

@@ -1,6 +1,6 @@
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { cacheDir, pathExists, withCacheLock } from './cache.js';
+import { cacheDir, pathExists, pathFromEnv, withCacheLock } from './cache.js';
 import { run, which } from './run.js';
 
 /** Pinned: the last Temporal CLI tag whose go.mod has no `replace` directive, so `go install` can build it. */
@@ -11,17 +11,9 @@ export const TEMPORAL_CLI_VERSION = '1.5.1';
  * official Go module and cached. Building takes a few minutes on two cores and needs Go 1.25 or newer.
  */
 export async function ensureTemporalCli(): Promise<string> {
-  const override = process.env.TEMPORAL_CLI_PATH;
-  if (override) {
-    if (!(await pathExists(override))) {
-      throw new Error(
-        `TEMPORAL_CLI_PATH=${override} does not exist; unset it or point it at a temporal binary`,
-      );
-    }
-    return override;
-  }
-  const onPath = await which('temporal');
-  if (onPath) return onPath;
+  const configured =
+    (await pathFromEnv('TEMPORAL_CLI_PATH', 'a temporal binary')) ?? (await which('temporal'));
+  if (configured) return configured;
 
   const dir = path.join(cacheDir(), `temporal-cli-${TEMPORAL_CLI_VERSION}`);
   const binary = path.join(dir, 'temporal');

@@ -1,6 +1,6 @@
 import { chmod, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { cacheDir, pathExists, withCacheLock } from './cache.js';
+import { cacheDir, pathExists, pathFromEnv, withCacheLock } from './cache.js';
 import { run, which } from './run.js';
 
 /** Pinned: the newest `io.temporal:temporal-test-server` on Maven Central when this was written. */
@@ -13,15 +13,8 @@ const SLF4J_VERSION = '2.0.17';
  * The wrapper `exec`s the JVM so that the pid the SDK kills on teardown is the server itself.
  */
 export async function ensureTestServer(): Promise<string> {
-  const override = process.env.TEMPORAL_TEST_SERVER_PATH;
-  if (override) {
-    if (!(await pathExists(override))) {
-      throw new Error(
-        `TEMPORAL_TEST_SERVER_PATH=${override} does not exist; unset it or point it at a test server`,
-      );
-    }
-    return override;
-  }
+  const configured = await pathFromEnv('TEMPORAL_TEST_SERVER_PATH', 'a test server executable');
+  if (configured) return configured;
   const dir = path.join(cacheDir(), `temporal-test-server-${TEST_SERVER_VERSION}`);
   const wrapper = path.join(dir, 'temporal-test-server');
   if (await pathExists(wrapper)) return wrapper;
