@@ -2,7 +2,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker, WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { Redis } from 'ioredis';
-import { vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, vi } from 'vitest';
 import type { ActivityDeps } from '../../activities/index.js';
 import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
 import { DEFAULT_SCHEDULE, type ScheduleOptions } from '../../src/schedule.js';
@@ -164,4 +164,22 @@ export class BudgetTestEnv {
     );
     return rows;
   }
+}
+
+/**
+ * Registers a workflow test file's hooks: one environment for the file, every workflow a test started terminated
+ * after it, everything torn down at the end. `receive` gets the environment once it exists.
+ */
+export function useBudgetTestEnv(receive: (env: BudgetTestEnv) => void): void {
+  let env: BudgetTestEnv | undefined;
+  beforeAll(async () => {
+    env = await BudgetTestEnv.create();
+    receive(env);
+  });
+  afterEach(async () => {
+    await env?.terminateAll();
+  });
+  afterAll(async () => {
+    await env?.teardown();
+  });
 }

@@ -1,6 +1,6 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { BudgetRef } from '../../src/budget-ref.js';
-import { BudgetTestEnv } from '../helpers/budget-env.js';
+import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
 import {
   insertBudget,
   insertKey,
@@ -11,15 +11,7 @@ import {
 } from '../helpers/litellm-rows.js';
 
 let t: BudgetTestEnv;
-beforeAll(async () => {
-  t = await BudgetTestEnv.create();
-});
-afterEach(async () => {
-  await t?.terminateAll();
-});
-afterAll(async () => {
-  await t?.teardown();
-});
+useBudgetTestEnv((env) => (t = env));
 
 const DAY = 24 * 60 * 60 * 1000;
 

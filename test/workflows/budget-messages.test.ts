@@ -1,6 +1,6 @@
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { BudgetRef } from '../../src/budget-ref.js';
 import {
   forceResetSignal,
@@ -9,7 +9,7 @@ import {
   resumeUpdate,
   scheduleChangedSignal,
 } from '../../src/temporal/messages.js';
-import { BudgetTestEnv } from '../helpers/budget-env.js';
+import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
 import {
   insertBudget,
   insertKey,
@@ -21,15 +21,7 @@ import {
 } from '../helpers/litellm-rows.js';
 
 let t: BudgetTestEnv;
-beforeAll(async () => {
-  t = await BudgetTestEnv.create();
-});
-afterEach(async () => {
-  await t?.terminateAll();
-});
-afterAll(async () => {
-  await t?.teardown();
-});
+useBudgetTestEnv((env) => (t = env));
 
 const DAY = 24 * 60 * 60 * 1000;
 const HOUR = 60 * 60 * 1000;

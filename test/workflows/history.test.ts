@@ -2,7 +2,7 @@ import proto from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { BudgetRef } from '../../src/budget-ref.js';
 import {
   pauseUpdate,
@@ -10,7 +10,7 @@ import {
   resumeUpdate,
   scheduleChangedSignal,
 } from '../../src/temporal/messages.js';
-import { BudgetTestEnv } from '../helpers/budget-env.js';
+import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
 import { insertBudget, insertTag } from '../helpers/litellm-rows.js';
 
 const { History } = proto.temporal.api.history.v1;
@@ -20,15 +20,7 @@ const HOUR = 60 * 60 * 1000;
 const RECORD = process.env.RECORD_HISTORIES === '1';
 
 let t: BudgetTestEnv;
-beforeAll(async () => {
-  t = await BudgetTestEnv.create();
-});
-afterEach(async () => {
-  await t?.terminateAll();
-});
-afterAll(async () => {
-  await t?.teardown();
-});
+useBudgetTestEnv((env) => (t = env));
 
 const nextHour = (now: Date) => new Date(Math.floor(now.getTime() / HOUR) * HOUR + HOUR);
 

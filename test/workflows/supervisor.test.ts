@@ -1,20 +1,11 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { budgetWorkflowId } from '../../src/budget-ref.js';
-import { BudgetTestEnv } from '../helpers/budget-env.js';
+import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
 import { insertBudget, insertKey, insertTeam, insertUser } from '../helpers/litellm-rows.js';
 import { supervisorStatusQuery, supervisorWorkflowId, syncNowSignal } from '../../workflows/supervisor.js';
-import { vi } from 'vitest';
 
 let t: BudgetTestEnv;
-beforeAll(async () => {
-  t = await BudgetTestEnv.create();
-});
-afterEach(async () => {
-  await t?.terminateAll();
-});
-afterAll(async () => {
-  await t?.teardown();
-});
+useBudgetTestEnv((env) => (t = env));
 
 const DAY = 24 * 60 * 60 * 1000;
 
