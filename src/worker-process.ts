@@ -46,9 +46,13 @@ const LOG_LEVEL: Record<Config['logLevel'], LogLevel> = {
 async function installRuntime(
   logger: Logger,
   level: Config['logLevel'],
-  metrics: boolean,
+  publicPort: number | undefined,
 ): Promise<string | undefined> {
-  const metricsPort = metrics ? await freePort() : undefined;
+  // The SDK's exporter listens on a private loopback port, never the one our health server is about to take.
+  let metricsPort: number | undefined;
+  while (publicPort !== undefined && (metricsPort === undefined || metricsPort === publicPort)) {
+    metricsPort = await freePort();
+  }
   Runtime.install({
     logger: temporalLogger(logger, LOG_LEVEL[level]),
     telemetryOptions: metricsPort
@@ -67,7 +71,7 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
   const { config, target } = options;
   const logger = options.logger ?? createLogger(config.logLevel);
   const taskQueue = options.taskQueue ?? config.taskQueue;
-  const metricsUrl = await installRuntime(logger, config.logLevel, config.metricsPort !== undefined);
+  const metricsUrl = await installRuntime(logger, config.logLevel, config.metricsPort);
 
   const pool = new pg.Pool({ connectionString: requireDatabaseUrl(config), max: 10 });
   pool.on('error', (error) => logger.warn({ err: error.message }, 'idle PostgreSQL connection failed'));
