@@ -44,39 +44,33 @@ export async function insertKey(
   );
 }
 
-export async function insertUser(
+/** A user or team row with an optional schedule of its own (the two tables share these columns). */
+interface ScheduledOwnerRow {
+  id: string;
+  spend?: number;
+  duration?: string | null;
+  resetAt?: string | null;
+  maxBudget?: number | null;
+}
+
+async function insertScheduledOwner(
   db: Db,
-  row: {
-    id: string;
-    spend?: number;
-    duration?: string | null;
-    resetAt?: string | null;
-    maxBudget?: number | null;
-  },
+  table: string,
+  keyColumn: string,
+  row: ScheduledOwnerRow,
 ): Promise<void> {
   await db.query(
-    `INSERT INTO "LiteLLM_UserTable" (user_id, spend, budget_duration, budget_reset_at, max_budget)
+    `INSERT INTO "${table}" (${keyColumn}, spend, budget_duration, budget_reset_at, max_budget)
      VALUES ($1, $2, $3, $4::timestamptz AT TIME ZONE 'UTC', $5)`,
     [row.id, row.spend ?? 0, row.duration ?? null, row.resetAt ?? null, row.maxBudget ?? null],
   );
 }
 
-export async function insertTeam(
-  db: Db,
-  row: {
-    id: string;
-    spend?: number;
-    duration?: string | null;
-    resetAt?: string | null;
-    maxBudget?: number | null;
-  },
-): Promise<void> {
-  await db.query(
-    `INSERT INTO "LiteLLM_TeamTable" (team_id, spend, budget_duration, budget_reset_at, max_budget)
-     VALUES ($1, $2, $3, $4::timestamptz AT TIME ZONE 'UTC', $5)`,
-    [row.id, row.spend ?? 0, row.duration ?? null, row.resetAt ?? null, row.maxBudget ?? null],
-  );
-}
+export const insertUser = (db: Db, row: ScheduledOwnerRow) =>
+  insertScheduledOwner(db, 'LiteLLM_UserTable', 'user_id', row);
+
+export const insertTeam = (db: Db, row: ScheduledOwnerRow) =>
+  insertScheduledOwner(db, 'LiteLLM_TeamTable', 'team_id', row);
 
 export async function insertTeamMember(
   db: Db,

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INVALIDATION_CHANNEL, invalidateResetCaches } from '../../src/cache/invalidation.js';
 import { existingTables, resetBudgetTransaction } from '../../src/db/reset-transaction.js';
-import type { ResetRequest } from '../../src/reset-types.js';
+import { scheduledReset } from '../helpers/reset-requests.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import {
   insertBudget,
@@ -37,19 +37,8 @@ afterAll(async () => {
   await db?.drop();
 });
 
-function tierReset(id: string, next = '2026-03-01T00:01:00.000Z'): ResetRequest {
-  return {
-    kind: 'budget',
-    id,
-    expectedResetAt: BOUNDARY,
-    periodEnd: BOUNDARY,
-    periodStart: null,
-    nextResetAt: next,
-    trigger: 'schedule',
-    lateByMs: 0,
-    missedPeriods: 0,
-  };
-}
+const tierReset = (id: string) =>
+  scheduledReset({ kind: 'budget', id }, BOUNDARY, '2026-03-01T00:01:00.000Z');
 
 async function resetTier(id: string, opts: { rollover?: boolean } = {}): Promise<string> {
   const result = await resetBudgetTransaction(

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/db/migrate.js';
 import { existingTables, resetBudgetTransaction } from '../../src/db/reset-transaction.js';
+import { scheduledReset } from '../helpers/reset-requests.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { insertBudget, insertTag, insertTeam, insertTeamMember, spendOf } from '../helpers/litellm-rows.js';
 
@@ -40,17 +41,11 @@ describe('deploy/grants.sql', () => {
     await insertTeamMember(db.pool, { userId: 'g-u', teamId: 'g-t', spend: 1, budgetId: 'g-tier' });
     const result = await resetBudgetTransaction(
       role,
-      {
-        kind: 'budget',
-        id: 'g-tier',
-        expectedResetAt: '2026-03-01T00:00:00.000Z',
-        periodEnd: '2026-03-01T00:00:00.000Z',
-        periodStart: null,
-        nextResetAt: '2026-03-02T00:00:00.000Z',
-        trigger: 'schedule',
-        lateByMs: 0,
-        missedPeriods: 0,
-      },
+      scheduledReset(
+        { kind: 'budget', id: 'g-tier' },
+        '2026-03-01T00:00:00.000Z',
+        '2026-03-02T00:00:00.000Z',
+      ),
       { rollover: false },
       await existingTables(role),
     );

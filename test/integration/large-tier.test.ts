@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { invalidateResetCaches } from '../../src/cache/invalidation.js';
 import { existingTables, resetBudgetTransaction } from '../../src/db/reset-transaction.js';
+import { scheduledReset } from '../helpers/reset-requests.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { insertBudget } from '../helpers/litellm-rows.js';
 import { services, uniqueName } from '../helpers/services.js';
@@ -34,17 +35,7 @@ describe('a tier with 40,000 end users', () => {
     );
     const result = await resetBudgetTransaction(
       db.pool,
-      {
-        kind: 'budget',
-        id: 'big',
-        expectedResetAt: BOUNDARY,
-        periodEnd: BOUNDARY,
-        periodStart: null,
-        nextResetAt: '2026-03-02T00:00:00.000Z',
-        trigger: 'schedule',
-        lateByMs: 0,
-        missedPeriods: 0,
-      },
+      scheduledReset({ kind: 'budget', id: 'big' }, BOUNDARY, '2026-03-02T00:00:00.000Z'),
       { rollover: false },
       await existingTables(db.pool),
     );

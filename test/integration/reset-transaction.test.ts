@@ -2,6 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { existingTables, loadBudgetRow, resetBudgetTransaction } from '../../src/db/reset-transaction.js';
 import { BudgetNotFoundError } from '../../src/errors.js';
 import type { ResetRequest } from '../../src/reset-types.js';
+import { scheduledReset } from '../helpers/reset-requests.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import {
   insertBudget,
@@ -42,16 +43,8 @@ beforeEach(() => {
 });
 
 function request(overrides: Partial<ResetRequest> & Pick<ResetRequest, 'kind' | 'id'>): ResetRequest {
-  return {
-    expectedResetAt: BOUNDARY,
-    periodEnd: BOUNDARY,
-    periodStart: '2026-02-01T00:00:00.000Z',
-    nextResetAt: NEXT,
-    trigger: 'schedule',
-    lateByMs: 0,
-    missedPeriods: 0,
-    ...overrides,
-  };
+  const ref = { kind: overrides.kind, id: overrides.id };
+  return scheduledReset(ref, BOUNDARY, NEXT, { periodStart: '2026-02-01T00:00:00.000Z', ...overrides });
 }
 
 const reset = (r: ResetRequest, opts: { rollover?: boolean; defaultEndUserBudgetId?: string } = {}) =>
