@@ -2,7 +2,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const TSX = fileURLToPath(new URL('../../node_modules/.bin/tsx', import.meta.url));
 
 export interface CliResult {
   readonly code: number;
@@ -34,7 +33,9 @@ export function spawnBudgetctl(
   args: readonly string[],
   env: Record<string, string | undefined>,
 ): ChildProcess {
-  return spawn(TSX, ['src/cli/main.ts', ...args], {
+  // Node itself with tsx as a loader (not the tsx launcher, which forks a second process): a signal, even SIGKILL,
+  // reaches the CLI and leaves no orphan behind.
+  return spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
     cwd: REPO,
     env: cliEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
