@@ -1,4 +1,4 @@
-import { mkdir, open, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -64,4 +64,11 @@ export async function withLockIn<T>(dir: string, name: string, fn: () => Promise
   } finally {
     await rm(lockPath, { force: true });
   }
+}
+
+/** Moves a fully built staging directory to its final place, replacing an older copy. */
+export async function publishStaged(staging: string, dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(path.dirname(dir), { recursive: true });
+  await rename(staging, dir);
 }

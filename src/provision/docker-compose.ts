@@ -1,4 +1,4 @@
-import { run, which } from './run.js';
+import { installDebianPackage, run, which } from './run.js';
 
 const COMPOSE_DIRS = ['/usr/bin', '/usr/local/bin', '/usr/libexec/docker/cli-plugins'];
 
@@ -23,12 +23,7 @@ export async function ensureDockerCompose(): Promise<string[]> {
   if (docker && (await works(docker, ['compose', 'version']))) return [docker, 'compose'];
   const found = await which('docker-compose', COMPOSE_DIRS);
   if (found && (await works(found, ['version']))) return [found];
-  const apt = await which('apt-get');
-  if (apt && process.getuid?.() === 0) {
-    process.stderr.write('Docker Compose not found; installing Debian package docker-compose...\n');
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    await run(apt, ['update', '-qq'], { env });
-    await run(apt, ['install', '-y', '-qq', '--no-install-recommends', 'docker-compose'], { env });
+  if (await installDebianPackage('docker-compose')) {
     const installed = await which('docker-compose', COMPOSE_DIRS);
     if (installed && (await works(installed, ['version']))) return [installed];
   }

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { freePort, waitForPort } from './ports.js';
-import { run, which } from './run.js';
+import { installDebianPackage, which } from './run.js';
 
 export interface RunningRedis {
   readonly url: string;
@@ -17,12 +17,7 @@ const REDIS_DIRS = ['/usr/bin', '/usr/sbin', '/usr/local/bin'];
 export async function ensureRedisServer(): Promise<string> {
   const found = await which('redis-server', REDIS_DIRS);
   if (found) return found;
-  const apt = await which('apt-get');
-  if (apt && process.getuid?.() === 0) {
-    process.stderr.write('redis-server not found; installing Debian package redis-server...\n');
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    await run(apt, ['update', '-qq'], { env });
-    await run(apt, ['install', '-y', '-qq', '--no-install-recommends', 'redis-server'], { env });
+  if (await installDebianPackage('redis-server')) {
     const installed = await which('redis-server', REDIS_DIRS);
     if (installed) return installed;
   }

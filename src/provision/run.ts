@@ -38,3 +38,17 @@ export async function which(command: string, extraDirs: readonly string[] = []):
   }
   return undefined;
 }
+
+/**
+ * Installs a Debian package when running as root with apt-get; returns false (installing nothing) otherwise, so
+ * the caller can fail with its own advice.
+ */
+export async function installDebianPackage(name: string): Promise<boolean> {
+  const apt = await which('apt-get');
+  if (!apt || process.getuid?.() !== 0) return false;
+  process.stderr.write(`Installing Debian package ${name}...\n`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  await run(apt, ['update', '-qq'], { env });
+  await run(apt, ['install', '-y', '-qq', '--no-install-recommends', name], { env });
+  return true;
+}

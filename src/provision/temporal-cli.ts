@@ -1,6 +1,6 @@
-import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { cacheDir, pathExists, pathFromEnv, withCacheLock } from './cache.js';
+import { cacheDir, pathExists, pathFromEnv, publishStaged, withCacheLock } from './cache.js';
 import { run, which } from './run.js';
 
 /** Pinned: the last Temporal CLI tag whose go.mod has no `replace` directive, so `go install` can build it. */
@@ -42,9 +42,7 @@ export async function ensureTemporalCli(): Promise<string> {
         ],
         { env: { ...process.env, CGO_ENABLED: '0', GOBIN: staging, GOFLAGS: '-mod=mod' } },
       );
-      await rm(dir, { recursive: true, force: true });
-      await mkdir(path.dirname(dir), { recursive: true });
-      await rename(staging, dir);
+      await publishStaged(staging, dir);
       return binary;
     } finally {
       await rm(staging, { recursive: true, force: true });

@@ -1,6 +1,6 @@
-import { chmod, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { cacheDir, pathExists, pathFromEnv, withCacheLock } from './cache.js';
+import { cacheDir, pathExists, pathFromEnv, publishStaged, withCacheLock } from './cache.js';
 import { run, which } from './run.js';
 
 /** Pinned: the newest `io.temporal:temporal-test-server` on Maven Central when this was written. */
@@ -41,9 +41,7 @@ export async function ensureTestServer(): Promise<string> {
       }
       await writeFile(path.join(staging, 'temporal-test-server'), wrapperScript(java, dir));
       await chmod(path.join(staging, 'temporal-test-server'), 0o755);
-      await rm(dir, { recursive: true, force: true });
-      await mkdir(path.dirname(dir), { recursive: true });
-      await rename(staging, dir);
+      await publishStaged(staging, dir);
       return wrapper;
     } finally {
       await rm(staging, { recursive: true, force: true });
