@@ -1,77 +1,151 @@
+import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { BUDGET_KINDS, type BudgetKind } from '../src/budget-ref.js';
+import { findScheduleChanges, forgetSchedules, rememberSchedules } from '../src/db/budget-sync.js';
 import { discoverBudgetPage } from '../src/db/discovery.js';
-import { ensureBudgetWorkflows } from '../src/temporal/budget-workflows.js';
+import {
+  applyScheduleChanges,
+  forEachConcurrently,
+  startIfMissing,
+} from '../src/temporal/budget-workflows.js';
 import type { ActivityDeps } from './deps.js';
 
-export interface SyncPageArgs {
+export interface SyncResult {
+  /** Budgets whose schedule differed from what their workflow knew. */
+  readonly changed: number;
+  readonly started: number;
+  readonly signalled: number;
+  readonly ended: number;
+  readonly rejected: number;
+  /** More changes are waiting: call again. */
+  readonly more: boolean;
+}
+
+export interface SweepPageArgs {
   readonly kind: BudgetKind;
   readonly afterId: string;
   readonly limit: number;
-  /** Only rows changed since this instant (they also get `scheduleChanged`); null for a full sweep. */
-  readonly changedSince: string | null;
 }
 
-export interface SyncPageResult {
+export interface SweepPageResult {
   readonly found: number;
+  /** Workflows that were missing (terminated by hand, lost) and were started again. */
   readonly started: number;
-  readonly signalled: number;
   readonly nextAfterId?: string;
-  /** Newest `updated_at` on the page: the supervisor's next watermark. */
-  readonly maxUpdatedAt: string | null;
 }
 
-/** Discovers one page of budgets and makes sure each has its workflow. */
-export async function syncBudgetPage(
+type Temporal = { client: Client; taskQueue: string };
+
+/**
+ * Finds the budgets whose schedule changed and tells their workflows, `batchSize` at a time, until none are left
+ * or `maxBatches` were handled (then `more` is true). What each workflow was told is remembered in the same
+ * pass, so a change costs one signal and spend traffic costs nothing.
+ */
+export async function syncScheduleChanges(
+  deps: Pick<ActivityDeps, 'db'> & { log?: { warn(message: string, meta: object): void } },
+  temporal: Temporal,
+  options: { batchSize?: number; maxBatches?: number; heartbeat?: () => void } = {},
+): Promise<SyncResult> {
+  const batchSize = options.batchSize ?? 500;
+  const maxBatches = options.maxBatches ?? 20;
+  const totals = { changed: 0, started: 0, signalled: 0, ended: 0, rejected: 0 };
+  let batches = 0;
+  for (const kind of BUDGET_KINDS) {
+    for (;;) {
+      if (batches >= maxBatches) return { ...totals, more: true };
+      const changes = await findScheduleChanges(deps.db, kind, batchSize);
+      if (changes.length === 0) break;
+      batches += 1;
+      const applied = await applyScheduleChanges(temporal.client, temporal.taskQueue, kind, changes);
+      const rejected = new Map(applied.rejected.map((r) => [r.id, r.reason]));
+      const gone = new Set(applied.ended);
+      await rememberSchedules(
+        deps.db,
+        kind,
+        changes.filter((c) => !gone.has(c.id)).map((c) => ({ ...c, rejected: rejected.get(c.id) })),
+      );
+      await forgetSchedules(deps.db, kind, applied.ended);
+      for (const { id, reason } of applied.rejected) {
+        deps.log?.warn('budget rejected by Temporal; it is retried when its row changes', {
+          budgetKind: kind,
+          budgetId: id,
+          reason,
+        });
+      }
+      totals.changed += changes.length;
+      totals.started += applied.started;
+      totals.signalled += applied.signalled;
+      totals.ended += applied.ended.length;
+      totals.rejected += applied.rejected.length;
+      options.heartbeat?.();
+      if (changes.length < batchSize) break;
+    }
+  }
+  return { ...totals, more: false };
+}
+
+/**
+ * The safety net: one page of every live budget, starting a workflow for any that has none (one terminated by
+ * hand, say). Costs a start call per budget, so it runs rarely (the supervisor's full-sweep interval).
+ */
+export async function sweepBudgetPage(
   deps: Pick<ActivityDeps, 'db'>,
-  temporal: { client: Client; taskQueue: string },
-  args: SyncPageArgs,
-): Promise<SyncPageResult> {
+  temporal: Temporal,
+  args: SweepPageArgs,
+): Promise<SweepPageResult> {
   const page = await discoverBudgetPage(deps.db, args);
-  const changed = args.changedSince !== null;
-  const { started, signalled } = await ensureBudgetWorkflows(
-    temporal.client,
-    temporal.taskQueue,
-    page.items.map((item) => ({ ...item, changed })),
-  );
-  const maxUpdatedAt = page.items.reduce<string | null>(
-    (max, item) => (item.updatedAt && (!max || item.updatedAt > max) ? item.updatedAt : max),
-    null,
-  );
-  return { found: page.items.length, started, signalled, nextAfterId: page.nextAfterId, maxUpdatedAt };
+  let started = 0;
+  await forEachConcurrently(page.items, 16, async (item) => {
+    if (await startIfMissing(temporal.client, temporal.taskQueue, item)) started += 1;
+  });
+  return { found: page.items.length, started, nextAfterId: page.nextAfterId };
 }
 
-/** Runs one whole discovery pass (every kind, every page): what `budgetctl sync` does. */
+export function createDiscoveryActivities(deps: ActivityDeps) {
+  const temporal = (): Temporal => {
+    if (!deps.temporal) throw new Error('discovery needs a Temporal client in the activity dependencies');
+    return deps.temporal;
+  };
+  return {
+    /** Tells the workflows of budgets whose schedule changed (the supervisor's every pass). */
+    async syncBudgets(args: { batchSize?: number; maxBatches?: number } = {}): Promise<SyncResult> {
+      return syncScheduleChanges({ db: deps.db, log: Context.current().log }, temporal(), {
+        ...args,
+        heartbeat: () => Context.current().heartbeat(),
+      });
+    },
+    /** One page of the full sweep. */
+    async sweepBudgets(args: SweepPageArgs): Promise<SweepPageResult> {
+      return sweepBudgetPage(deps, temporal(), args);
+    },
+  };
+}
+
+/** A whole discovery pass outside a workflow (what `budgetctl sync` runs): every change, and with `full` a sweep. */
 export async function syncAllBudgets(
   deps: Pick<ActivityDeps, 'db'>,
-  temporal: { client: Client; taskQueue: string },
-  options: { changedSince: string | null; pageSize?: number },
-): Promise<{ found: number; started: number; signalled: number }> {
-  const totals = { found: 0, started: 0, signalled: 0 };
+  temporal: Temporal,
+  options: { full: boolean; pageSize?: number },
+): Promise<{ changed: number; started: number; signalled: number; ended: number; rejected: number }> {
+  const totals = { changed: 0, started: 0, signalled: 0, ended: 0, rejected: 0 };
+  let more = true;
+  while (more) {
+    const result = await syncScheduleChanges(deps, temporal, { batchSize: options.pageSize });
+    totals.changed += result.changed;
+    totals.started += result.started;
+    totals.signalled += result.signalled;
+    totals.ended += result.ended;
+    totals.rejected += result.rejected;
+    more = result.more;
+  }
+  if (!options.full) return totals;
   for (const kind of BUDGET_KINDS) {
     let afterId: string | undefined = '';
     while (afterId !== undefined) {
-      const page: SyncPageResult = await syncBudgetPage(deps, temporal, {
-        kind,
-        afterId,
-        limit: options.pageSize ?? 500,
-        changedSince: options.changedSince,
-      });
-      totals.found += page.found;
+      const page = await sweepBudgetPage(deps, temporal, { kind, afterId, limit: options.pageSize ?? 500 });
       totals.started += page.started;
-      totals.signalled += page.signalled;
       afterId = page.nextAfterId;
     }
   }
   return totals;
-}
-
-export function createDiscoveryActivities(deps: ActivityDeps) {
-  return {
-    /** One page of discovery for the supervisor. */
-    async syncBudgets(args: SyncPageArgs): Promise<SyncPageResult> {
-      if (!deps.temporal) throw new Error('syncBudgets needs a Temporal client in the activity dependencies');
-      return syncBudgetPage(deps, deps.temporal, args);
-    },
-  };
 }

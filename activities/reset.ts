@@ -1,13 +1,17 @@
 import { Context } from '@temporalio/activity';
 import type { BudgetRef } from '../src/budget-ref.js';
+import { InvalidBudgetDataError } from '../src/errors.js';
 import {
   existingTables,
+  inTransaction,
   loadBudgetRow,
+  moveResetAt,
   resetBudgetTransaction,
-  setResetAt,
 } from '../src/db/reset-transaction.js';
-import type { BudgetRow, ResetRequest, ResetResult } from '../src/reset-types.js';
-import type { ScheduleOptions } from '../src/schedule.js';
+import { settleSchedule, type ScheduleState } from '../src/db/schedule-row.js';
+import { planReset } from '../src/reset-plan.js';
+import type { BudgetRow, PlannedResetRequest, ResetRequest, ResetResult } from '../src/reset-types.js';
+import { parseDuration, type ScheduleOptions } from '../src/schedule.js';
 import type { ActivityDeps } from './deps.js';
 
 export interface LoadedBudget {
@@ -19,39 +23,54 @@ export interface LoadedBudget {
 
 export function createResetActivities(deps: ActivityDeps) {
   let tables: Promise<Set<string>> | undefined;
-  return {
-    /** Reads a budget's schedule row. */
-    async loadBudget(ref: BudgetRef): Promise<LoadedBudget> {
-      const row = await loadBudgetRow(deps.db, ref);
-      return { row: row ?? null, schedule: deps.config.schedule };
-    },
 
+  /** Turns a workflow's request into a decided period with the schedule module (outside workflow code). */
+  const decide = async (request: PlannedResetRequest | ResetRequest): Promise<ResetRequest> => {
+    if (!('now' in request)) return request;
+    const row = await loadBudgetRow(deps.db, request);
+    // A missing row is reported by the transaction itself (BudgetNotFoundError); plan with any duration.
+    if (!row?.duration) return planReset(request, parseDuration('1d'), deps.config.schedule);
+    try {
+      return planReset(request, parseDuration(row.duration), deps.config.schedule);
+    } catch (error) {
+      throw new InvalidBudgetDataError((error as Error).message, { cause: error });
+    }
+  };
+
+  return {
     /**
-     * Moves `budget_reset_at` from `expected` (null: never scheduled) to `next` without resetting anything;
-     * fenced, so a concurrent change wins. Returns the value the row holds afterwards.
+     * Reads a budget's row and settles its schedule: first boundary, a changed duration, or why it ended or is
+     * invalid. `now` is workflow time.
      */
-    async setResetAt(args: BudgetRef & { expected: string | null; next: string }): Promise<string | null> {
-      return setResetAt(deps.db, args, args.expected, args.next);
+    async settleSchedule(
+      args: BudgetRef & { now: string; knownDuration: string | null },
+    ): Promise<ScheduleState> {
+      return settleSchedule(
+        deps.db,
+        { kind: args.kind, id: args.id },
+        { now: args.now, knownDuration: args.knownDuration, schedule: deps.config.schedule },
+      );
     },
 
     /** One fenced, audited reset transaction. */
-    async resetBudget(request: ResetRequest): Promise<ResetResult> {
+    async resetBudget(request: PlannedResetRequest | ResetRequest): Promise<ResetResult> {
       // Cached once known; a failed lookup (database down) is not cached, so the activity's retry can succeed.
       tables ??= existingTables(deps.db).catch((error: unknown) => {
         tables = undefined;
         throw error;
       });
+      const decided = await decide(request);
       const execution = Context.current().info.workflowExecution;
       const result = await resetBudgetTransaction(
         deps.db,
-        { ...request, workflowId: execution?.workflowId, runId: execution?.runId },
+        { ...decided, workflowId: execution?.workflowId, runId: execution?.runId },
         {
           rollover: deps.config.rollover,
           defaultEndUserBudgetId: deps.config.defaultEndUserBudgetId,
         },
         await tables,
       );
-      deps.observer?.onReset?.(request, result);
+      deps.observer?.onReset?.(decided, result);
       Context.current().log.info('resetBudget finished', {
         budgetKind: request.kind,
         budgetId: request.id,
@@ -59,6 +78,17 @@ export function createResetActivities(deps: ActivityDeps) {
         ...(result.outcome === 'reset' ? { entityCount: result.entityCount, resetId: result.resetId } : {}),
       });
       return result;
+    },
+
+    /** Release 0.1's workflows read their row with this; kept until none of them run (see the README). */
+    async loadBudget(ref: BudgetRef): Promise<LoadedBudget> {
+      const row = await loadBudgetRow(deps.db, ref);
+      return { row: row ?? null, schedule: deps.config.schedule };
+    },
+
+    /** Release 0.1's workflows set a first boundary with this; kept until none of them run. */
+    async setResetAt(args: BudgetRef & { expected: string | null; next: string }): Promise<string | null> {
+      return inTransaction(deps.db, (client) => moveResetAt(client, args, args.expected, args.next));
     },
   };
 }

@@ -37,12 +37,11 @@ export function createMetricsObserver(
   );
   return {
     onReset(request, result) {
-      resets.add(1, { kind: request.kind, trigger: request.trigger, outcome: result.outcome });
+      const trigger = result.outcome === 'reset' ? result.trigger : request.trigger;
+      resets.add(1, { kind: request.kind, trigger, outcome: result.outcome });
       if (result.outcome !== 'reset') return;
-      lateness.record(Math.max(0, Math.round(request.lateByMs)), {
-        kind: request.kind,
-        trigger: request.trigger,
-      });
+      // Measured as the transaction committed, so an outage's delay is counted.
+      lateness.record(result.lateByMs, { kind: request.kind, trigger });
       for (const [type, count] of Object.entries(result.byType))
         entities.add(count, { kind: request.kind, entity_type: type });
     },

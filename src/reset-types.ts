@@ -23,8 +23,33 @@ export interface ResetRequest {
   readonly missedPeriods: number;
   readonly reason?: string;
   readonly requestedBy?: string;
+  /**
+   * The boundary a scheduled reset was due at. When set, lateness is measured again when the transaction
+   * commits (the truthful figure after an outage), and a reset later than the grace becomes a catch-up.
+   */
+  readonly dueAt?: string;
   readonly workflowId?: string;
   readonly runId?: string;
+}
+
+/**
+ * A reset as the budget workflow asks for it: what happened and when, in workflow time. The activity turns it
+ * into a {@link ResetRequest} with the schedule module, so no time-zone arithmetic runs in workflow code (its
+ * results would depend on the worker's time-zone data during replay); the decided period is recorded in history
+ * as the activity's result.
+ */
+export interface PlannedResetRequest {
+  readonly kind: BudgetKind;
+  readonly id: string;
+  /** Fence: `budget_reset_at` as the workflow knows it (ISO instant). */
+  readonly expectedResetAt: string;
+  /** Workflow time when the reset was decided (ISO instant). */
+  readonly now: string;
+  readonly periodStart: string | null;
+  /** A forced reset; absent for a scheduled one. */
+  readonly force?: { readonly reason: string; readonly requestedBy?: string; readonly reanchor: boolean };
+  /** A boundary passed while paused: record the scheduled reset as a catch-up. */
+  readonly catchUp?: boolean;
 }
 
 export type ResetResult =
@@ -33,6 +58,10 @@ export type ResetResult =
       readonly resetId: string;
       readonly periodEnd: string;
       readonly nextResetAt: string;
+      readonly trigger: ResetTrigger;
+      /** How late the reset committed after its boundary (0 for a forced reset). */
+      readonly lateByMs: number;
+      readonly missedPeriods: number;
       readonly entityCount: number;
       readonly spendTotal: number;
       /** Entities changed per entity type. */

@@ -5,7 +5,7 @@ import {
   condition,
   continueAsNew,
   log,
-  proxyActivities,
+  proxyLocalActivities,
   setCurrentDetails,
   setHandler,
   upsertMemo,
@@ -15,19 +15,11 @@ import {
 } from '@temporalio/workflow';
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
 import type { Activities } from '../activities/index.js';
-import { formatBudgetRef, type BudgetKind } from '../src/budget-ref.js';
+import { formatBudgetRef, type BudgetRef } from '../src/budget-ref.js';
 import { NON_RETRYABLE_ERROR_TYPES } from '../src/errors.js';
-import type { BudgetRow, ResetRequest, ResetTrigger } from '../src/reset-types.js';
-import {
-  addPeriod,
-  catchUp,
-  DEFAULT_SCHEDULE,
-  nextBoundary,
-  parseDuration,
-  type BudgetDuration,
-  type ScheduleOptions,
-} from '../src/schedule.js';
+import type { PlannedResetRequest } from '../src/reset-types.js';
 import type { BudgetWorkflowInput } from '../src/temporal/budget-workflows.js';
+import { validateForceResetArgs } from '../src/temporal/message-validation.js';
 import {
   forceResetSignal,
   pauseUpdate,
@@ -51,17 +43,24 @@ import {
   ResetCountKey,
 } from '../src/temporal/search-attributes.js';
 
-/** Continue-as-new after this many resets (or sooner when the server suggests it), keeping history small. */
-export const CYCLES_PER_RUN = 100;
-/** A scheduled reset that runs later than this after its boundary is recorded as a catch-up. */
-export const LATE_GRACE_MS = 60_000;
-/** Forced-reset request ids remembered for deduplication (carried across continue-as-new). */
+/**
+ * A run continues as new once its history passes this many events (or sooner when the server suggests it), at
+ * whatever it is waiting for. About 10 events a reset cycle: some 100 cycles a run, and a replay after a cache
+ * eviction stays cheap.
+ */
+export const MAX_HISTORY_EVENTS = 1_000;
+/** Answered forced-reset request ids remembered for deduplication (carried across continue-as-new). */
 const REMEMBERED_REQUESTS = 200;
 
-// Database work retries with backoff for as long as it takes: a Postgres or Redis outage delays resets, it never
-// fails the workflow. Errors that retrying cannot fix are non-retryable and reported as state `invalid`.
-const db = proxyActivities<Activities>({
+// All database work runs as local activities in the worker that holds the workflow: no task-queue round trip at
+// the boundary, and a reset costs a marker event instead of three events and a workflow task. It retries with
+// backoff for as long as it takes (a Postgres outage delays resets, it never fails the workflow); errors that
+// retrying cannot fix are non-retryable and reported as state `invalid`.
+// Retries spaced further apart than `localRetryThreshold` wait on a durable timer instead of in the worker's
+// memory, so an outage neither holds a workflow task open nor loses its place if the worker restarts.
+const db = proxyLocalActivities<Activities>({
   startToCloseTimeout: '2 minutes',
+  localRetryThreshold: '2 seconds',
   retry: {
     initialInterval: '1 second',
     backoffCoefficient: 2,
@@ -71,8 +70,9 @@ const db = proxyActivities<Activities>({
 });
 // Cache invalidation happens after the commit; if Redis stays down we stop after a few minutes, count it and
 // move on (LiteLLM's counters and in-memory copies expire within 60 s anyway).
-const caches = proxyActivities<Activities>({
+const caches = proxyLocalActivities<Activities>({
   startToCloseTimeout: '2 minutes',
+  localRetryThreshold: '2 seconds',
   retry: {
     initialInterval: '1 second',
     backoffCoefficient: 2,
@@ -81,314 +81,318 @@ const caches = proxyActivities<Activities>({
   },
 });
 
-/** Everything a run hands to the next across continue-as-new. */
-export interface CarriedState {
-  readonly cycle: number;
-  readonly lastReset: LastReset | null;
-  readonly lastError: string | null;
-  readonly paused: { readonly reason: string | null; readonly since: string } | null;
-  readonly periodStart: string | null;
-  readonly requests: ReadonlyArray<readonly [string, ForcedResetResult | null]>;
-  readonly cacheInvalidationFailures: number;
-  readonly catchUpPending: boolean;
-}
+/** Where the budget's schedule stands. */
+type Schedule =
+  | { readonly kind: 'loading' }
+  | {
+      readonly kind: 'scheduled';
+      readonly duration: string;
+      readonly nextResetAt: string;
+      readonly timeZone: string;
+      readonly resetTime: string;
+    }
+  /** The row cannot be scheduled as it stands; waits for `scheduleChanged`. */
+  | { readonly kind: 'invalid'; readonly duration: string | null; readonly problem: string }
+  | { readonly kind: 'removed'; readonly result: BudgetWorkflowResult };
 
-export interface BudgetWorkflowArgs extends BudgetWorkflowInput {
-  /** Resets per run before continue-as-new; default {@link CYCLES_PER_RUN}. */
-  readonly cyclesPerRun?: number;
-  readonly carried?: CarriedState;
-}
+/** Something that went wrong but does not stop the schedule; shown in status and the UI until it clears. */
+type Problem =
+  | { readonly kind: 'cache_invalidation'; readonly message: string }
+  | { readonly kind: 'message_rejected'; readonly message: string };
+
+/** A forced reset's answer before it is addressed to each request. */
+type ResetAnswer = ForcedResetResult extends infer R
+  ? R extends unknown
+    ? Omit<R, 'requestId'>
+    : never
+  : never;
 
 interface PendingForce {
   readonly requestId: string;
   readonly args: ForceResetArgs;
+  /** An update's caller waits for the answer, so it is answered before continue-as-new; a signal is carried. */
+  readonly source: 'signal' | 'update';
+}
+
+/** Everything a run hands to the next across continue-as-new. */
+export interface CarriedState {
+  readonly cycle: number;
+  readonly lastReset: LastReset | null;
+  readonly paused: { readonly reason: string | null; readonly since: string } | null;
+  readonly periodStart: string | null;
+  /** Answered requests (for deduplication) and the ids of signals still pending. */
+  readonly requests: ReadonlyArray<readonly [string, ForcedResetResult | null]>;
+  /** Forced resets asked for by signal and not yet run. */
+  readonly pendingForces: ReadonlyArray<{ readonly requestId: string; readonly args: ForceResetArgs }>;
+  readonly cacheInvalidationFailures: number;
+  readonly catchUpPending: boolean;
+  readonly problem: Problem | null;
+  /** The last valid duration: a different one on reload takes effect at once. */
+  readonly knownDuration: string | null;
+}
+
+export interface BudgetEntityArgs extends BudgetWorkflowInput {
+  /** History events per run before continue-as-new; default {@link MAX_HISTORY_EVENTS}. */
+  readonly maxHistoryEvents?: number;
+  readonly carried?: CarriedState;
 }
 
 /**
  * One budget's reset schedule, for as long as the budget exists: sleep until the boundary (a durable timer that
  * wakes early for a message), reset in one fenced transaction, invalidate LiteLLM's caches, repeat.
  */
-export async function budgetWorkflow(input: BudgetWorkflowArgs): Promise<BudgetWorkflowResult> {
-  const kind: BudgetKind = input.kind;
-  const id = input.id;
-  const ref = { kind, id };
-  const carried = input.carried;
+export async function budgetEntityWorkflow(args: BudgetEntityArgs): Promise<BudgetWorkflowResult> {
+  return new BudgetEntity(args).run();
+}
 
-  let cycle = carried?.cycle ?? 0;
-  let runCycles = 0;
-  let lastReset = carried?.lastReset ?? null;
-  let lastError = carried?.lastError ?? null;
-  let paused = carried?.paused ?? null;
-  let periodStart = carried?.periodStart ?? null;
-  let cacheInvalidationFailures = carried?.cacheInvalidationFailures ?? 0;
-  let catchUpPending = carried?.catchUpPending ?? false;
-  const requests = new Map<string, ForcedResetResult | null>(carried?.requests ?? []);
+class BudgetEntity {
+  private readonly ref: BudgetRef;
+  private readonly maxHistoryEvents: number;
+  private schedule: Schedule = { kind: 'loading' };
+  private reloadRequested = true;
+  private cycle: number;
+  private lastReset: LastReset | null;
+  private paused: CarriedState['paused'];
+  private periodStart: string | null;
+  private cacheInvalidationFailures: number;
+  private catchUpPending: boolean;
+  private problem: Problem | null;
+  private knownDuration: string | null;
+  private readonly requests: Map<string, ForcedResetResult | null>;
+  private readonly pending: PendingForce[];
+  private published = new Map<string, unknown>();
 
-  let invalid = false;
-  let removed = false;
-  let durationText: string | null = null;
-  let duration: BudgetDuration | null = null;
-  let schedule: ScheduleOptions = DEFAULT_SCHEDULE;
-  let scheduled: string | null = null;
-  let reloadRequested = true;
-  const pending: PendingForce[] = [];
+  constructor(private readonly args: BudgetEntityArgs) {
+    const carried = args.carried;
+    this.ref = { kind: args.kind, id: args.id };
+    this.maxHistoryEvents = args.maxHistoryEvents ?? MAX_HISTORY_EVENTS;
+    this.cycle = carried?.cycle ?? 0;
+    this.lastReset = carried?.lastReset ?? null;
+    this.paused = carried?.paused ?? null;
+    this.periodStart = carried?.periodStart ?? null;
+    this.cacheInvalidationFailures = carried?.cacheInvalidationFailures ?? 0;
+    this.catchUpPending = carried?.catchUpPending ?? false;
+    this.problem = carried?.problem ?? null;
+    this.knownDuration = carried?.knownDuration ?? null;
+    this.requests = new Map(carried?.requests ?? []);
+    this.pending = (carried?.pendingForces ?? []).map((p) => ({ ...p, source: 'signal' as const }));
 
-  const state = (): BudgetState => (removed ? 'removed' : invalid ? 'invalid' : paused ? 'paused' : 'active');
-  const status = (): BudgetStatus => ({
-    kind,
-    id,
-    duration: durationText,
-    state: state(),
-    nextResetAt: scheduled,
-    lastReset,
-    cycle,
-    lastError,
-    paused,
-    timeZone: schedule.timeZone,
-    resetTime: schedule.resetTime,
-    cacheInvalidationFailures,
-  });
-
-  const publish = (): void => {
-    const attributes: SearchAttributeUpdatePair[] = [
-      { key: BudgetKindKey, value: kind },
-      { key: BudgetIdKey, value: id },
-      { key: BudgetStateKey, value: state() },
-      { key: ResetCountKey, value: cycle },
-      { key: NextResetAtKey, value: scheduled ? new Date(scheduled) : null },
-      { key: LastResetAtKey, value: lastReset ? new Date(lastReset.at) : null },
-    ];
-    upsertSearchAttributes(attributes);
-    upsertMemo({
-      duration: durationText ?? 'none',
-      timeZone: schedule.timeZone,
-      resetTime: schedule.resetTime,
+    setHandler(forceResetSignal, (force) => this.onForceResetSignal(force));
+    setHandler(resetNowUpdate, (force) => this.onResetNow(force), {
+      validator: (force) => this.validateForce(force),
     });
-    const lines = [
-      `**${formatBudgetRef(ref)}** — ${state()}${paused?.reason ? ` (${paused.reason})` : ''}`,
-      `Duration: ${durationText ?? 'none'} · zone ${schedule.timeZone} at ${schedule.resetTime}`,
-      `Next reset: ${scheduled ?? 'not scheduled'}`,
-      lastReset
-        ? `Last reset: ${lastReset.at} (${lastReset.trigger}, ${lastReset.entityCount} entities, ` +
-          `spend ${lastReset.spendTotal}, late ${lastReset.lateByMs} ms, missed ${lastReset.missedPeriods})`
-        : 'Last reset: none yet',
-      `Resets: ${cycle}`,
-    ];
-    if (lastError) lines.push(`Last error: ${lastError}`);
-    setCurrentDetails(lines.join('\n'));
-  };
-
-  // ---- messages -------------------------------------------------------------------------------------------
-  const validateForce = (args: ForceResetArgs): void => {
-    if (typeof args?.reason !== 'string' || args.reason.trim() === '') {
-      throw new Error('A forced reset needs a reason (recorded in the audit)');
-    }
-    if (args.reanchor !== undefined && typeof args.reanchor !== 'boolean')
-      throw new Error('reanchor must be a boolean');
-    if (invalid) throw new Error(`${formatBudgetRef(ref)} is invalid (${lastError}); fix the row first`);
-  };
-  const enqueue = (args: ForceResetArgs): string => {
-    const requestId = args.requestId ?? uuid4();
-    if (!requests.has(requestId)) {
-      requests.set(requestId, null);
-      pending.push({ requestId, args });
-    }
-    return requestId;
-  };
-
-  setHandler(forceResetSignal, (args) => {
-    try {
-      validateForce(args);
-    } catch (error) {
-      lastError = `forceReset signal ignored: ${(error as Error).message}`;
-      publish();
-      return;
-    }
-    enqueue(args);
-  });
-  setHandler(
-    resetNowUpdate,
-    async (args) => {
-      const requestId = enqueue(args);
-      await condition(() => requests.get(requestId) != null);
-      return requests.get(requestId) as ForcedResetResult;
-    },
-    { validator: validateForce },
-  );
-  setHandler(scheduleChangedSignal, () => {
-    reloadRequested = true;
-  });
-  setHandler(
-    pauseUpdate,
-    (args) => {
-      if (!paused) paused = { reason: args?.reason?.trim() || null, since: new Date().toISOString() };
-      publish();
-      return status();
-    },
-    {
-      validator: (args) => {
-        if (args?.reason !== undefined && typeof args.reason !== 'string')
+    setHandler(scheduleChangedSignal, () => {
+      this.reloadRequested = true;
+    });
+    setHandler(pauseUpdate, (pause) => this.onPause(pause?.reason), {
+      validator: (pause) => {
+        if (pause?.reason !== undefined && typeof pause.reason !== 'string')
           throw new Error('reason must be text');
       },
-    },
-  );
-  setHandler(resumeUpdate, () => {
-    if (paused) {
-      paused = null;
-      // A boundary that passed while paused is reset once, as a catch-up.
-      if (scheduled && Date.parse(scheduled) <= Date.now()) catchUpPending = true;
-    }
-    publish();
-    return status();
-  });
-  setHandler(statusQuery, status);
-
-  // ---- helpers --------------------------------------------------------------------------------------------
-  const ended = (reason: BudgetWorkflowResult['reason'], detail: string): BudgetWorkflowResult => {
-    durationText = reason === 'duration_removed' ? null : durationText;
-    scheduled = null;
-    invalid = false;
-    removed = true;
-    lastError = null;
-    const attributes: SearchAttributeUpdatePair[] = [
-      { key: BudgetStateKey, value: 'removed' },
-      { key: NextResetAtKey, value: null },
-    ];
-    upsertSearchAttributes(attributes);
-    setCurrentDetails(`**${formatBudgetRef(ref)}** — removed: ${detail}`);
-    return { kind, id, reason, detail, cycle };
-  };
-  const markInvalid = (message: string): void => {
-    invalid = true;
-    lastError = message;
-    log.warn('budget is invalid; waiting for scheduleChanged', {
-      budget: formatBudgetRef(ref),
-      error: message,
     });
-    publish();
-  };
+    setHandler(resumeUpdate, () => this.onResume());
+    setHandler(statusQuery, () => this.status());
+  }
 
-  /** Ends the run: answers every waiting forced reset, lets handlers finish, returns why it ended. */
-  const finish = async (result: BudgetWorkflowResult): Promise<BudgetWorkflowResult> => {
-    for (const [requestId, answer] of requests) {
-      if (answer === null) requests.set(requestId, { outcome: 'failed', requestId, detail: result.detail });
+  // ---- the main loop ----------------------------------------------------------------------------------------
+  async run(): Promise<BudgetWorkflowResult> {
+    for (;;) {
+      if (this.reloadRequested) {
+        await this.reload();
+        continue;
+      }
+      if (this.schedule.kind === 'removed') return this.finish(this.schedule.result);
+      if (this.continueAsNewDue()) {
+        if (!this.pending.some((p) => p.source === 'update')) return this.continueAsNew();
+      }
+      if (this.pending.length > 0) {
+        await this.runForced();
+        continue;
+      }
+      const due = this.dueInMs();
+      if (due !== null && due <= 0) {
+        await this.runScheduled();
+        continue;
+      }
+      // The durable timer: wakes at the boundary, or early for a message or to continue as new.
+      const pausedAtWait = this.paused;
+      const woke = () =>
+        this.reloadRequested ||
+        this.pending.length > 0 ||
+        this.paused !== pausedAtWait ||
+        this.continueAsNewDue();
+      if (due === null) await condition(woke);
+      else await condition(woke, due);
     }
-    pending.length = 0;
-    await condition(allHandlersFinished);
-    return result;
-  };
+  }
 
-  /** Re-reads the row. Returns a result when the workflow should end. */
-  const reload = async (): Promise<BudgetWorkflowResult | undefined> => {
-    reloadRequested = false;
-    let row: BudgetRow | null;
-    try {
-      const loaded = await db.loadBudget(ref);
-      row = loaded.row;
-      schedule = loaded.schedule;
-    } catch (error) {
-      markInvalid(describe(error));
-      return undefined;
+  /** Milliseconds until the scheduled reset; null while nothing is due (no schedule, or paused). */
+  private dueInMs(): number | null {
+    if (this.schedule.kind !== 'scheduled' || this.paused) return null;
+    return Date.parse(this.schedule.nextResetAt) - Date.now();
+  }
+
+  private continueAsNewDue(): boolean {
+    const info = workflowInfo();
+    return info.continueAsNewSuggested || info.historyLength >= this.maxHistoryEvents;
+  }
+
+  // ---- messages ---------------------------------------------------------------------------------------------
+  private validateForce(force: ForceResetArgs): void {
+    const problem = validateForceResetArgs(force);
+    if (problem) throw new Error(problem);
+    if (this.schedule.kind === 'invalid') {
+      throw new Error(
+        `${formatBudgetRef(this.ref)} is invalid (${this.schedule.problem}); fix the row first`,
+      );
     }
-    if (!row) return ended('row_deleted', `the ${kind} row no longer exists`);
-    if (row.duration === null)
-      return ended('duration_removed', `the ${kind} has no budget_duration any more`);
-    let parsed: BudgetDuration;
+    if (this.schedule.kind === 'removed') throw new Error(`${formatBudgetRef(this.ref)} no longer exists`);
+  }
+
+  private onForceResetSignal(force: ForceResetArgs): void {
     try {
-      parsed = parseDuration(row.duration);
+      this.validateForce(force);
     } catch (error) {
-      durationText = row.duration;
-      markInvalid(describe(error));
-      return undefined;
+      this.problem = {
+        kind: 'message_rejected',
+        message: `forceReset signal ignored: ${(error as Error).message}`,
+      };
+      this.publish();
+      return;
     }
-    // Only a change from a valid duration moves the boundary; after an invalid one the stored boundary stands.
-    const durationChanged = duration !== null && duration.text !== row.duration;
-    const now = new Date(Date.now());
-    let nextScheduled: string | null;
+    this.enqueue(force, 'signal');
+  }
+
+  private async onResetNow(force: ForceResetArgs): Promise<ForcedResetResult> {
+    const requestId = this.enqueue(force, 'update');
+    await condition(() => this.requests.get(requestId) != null);
+    return this.requests.get(requestId) as ForcedResetResult;
+  }
+
+  /** Queues a forced reset unless its request id was seen before; returns the id. */
+  private enqueue(force: ForceResetArgs, source: PendingForce['source']): string {
+    const requestId = force.requestId ?? uuid4();
+    if (!this.requests.has(requestId)) {
+      this.requests.set(requestId, null);
+      this.pending.push({ requestId, args: force, source });
+    }
+    return requestId;
+  }
+
+  private onPause(reason: string | undefined): BudgetStatus {
+    if (!this.paused) this.paused = { reason: reason?.trim() || null, since: new Date().toISOString() };
+    this.publish();
+    return this.status();
+  }
+
+  private onResume(): BudgetStatus {
+    if (this.paused) {
+      this.paused = null;
+      // A boundary that passed while paused is reset once, as a catch-up.
+      const due = this.dueInMs();
+      if (due !== null && due <= 0) this.catchUpPending = true;
+    }
+    this.publish();
+    return this.status();
+  }
+
+  // ---- work -------------------------------------------------------------------------------------------------
+  /** Re-reads the row and settles the schedule (first boundary, new duration) in an activity. */
+  private async reload(): Promise<void> {
+    this.reloadRequested = false;
     try {
-      if (row.resetAt === null) {
-        // Never scheduled: give it its first boundary and zero nothing.
-        const first = nextBoundary(parsed, now, schedule).toISOString();
-        nextScheduled = await db.setResetAt({ ...ref, expected: null, next: first });
-      } else if (durationChanged) {
-        // A new duration takes effect at once: the next boundary comes from the new duration.
-        const next = nextBoundary(parsed, now, schedule).toISOString();
-        nextScheduled =
-          next === row.resetAt ? next : await db.setResetAt({ ...ref, expected: row.resetAt, next });
+      const state = await db.settleSchedule({
+        ...this.ref,
+        now: new Date().toISOString(),
+        knownDuration: this.knownDuration,
+      });
+      if (state.outcome === 'ended') {
+        this.end({ ...this.ref, reason: state.reason, detail: state.detail, cycle: this.cycle });
+      } else if (state.outcome === 'invalid') {
+        this.markInvalid(state.duration, state.problem);
       } else {
-        nextScheduled = row.resetAt;
+        this.schedule = { kind: 'scheduled', ...state, nextResetAt: state.resetAt };
+        this.knownDuration = state.duration;
+        if (Date.parse(state.resetAt) > Date.now()) this.catchUpPending = false;
       }
     } catch (error) {
-      if (isNotFound(error)) return ended('row_deleted', `the ${kind} row no longer exists`);
-      markInvalid(describe(error));
-      return undefined;
+      if (isNotFound(error)) this.end(this.removedResult('row_deleted'));
+      else
+        this.markInvalid(this.schedule.kind === 'scheduled' ? this.schedule.duration : null, describe(error));
     }
-    // State changes together, after the last await, so a status query never sees half of a reload.
-    durationText = row.duration;
-    duration = parsed;
-    scheduled = nextScheduled;
-    invalid = false;
-    if (lastError && !lastError.startsWith('cache invalidation')) lastError = null;
-    if (Date.parse(scheduled ?? '') > Date.now()) catchUpPending = false;
-    publish();
-    return undefined;
-  };
+    this.publish();
+  }
 
-  /** Runs one reset and its cache invalidation; returns what happened. */
-  const runReset = async (
-    trigger: ResetTrigger,
-    periodEnd: string,
-    nextResetAt: string,
-    extra: { lateByMs: number; missedPeriods: number; reason?: string; requestedBy?: string },
-  ): Promise<ForcedResetResult | { outcome: 'ended'; result: BudgetWorkflowResult }> => {
-    const expected = scheduled as string;
-    const request: ResetRequest = {
-      ...ref,
-      expectedResetAt: expected,
-      periodEnd,
-      periodStart,
-      nextResetAt,
-      trigger,
-      ...extra,
-    };
+  private async runScheduled(): Promise<void> {
+    await this.reset({ catchUp: this.catchUpPending });
+  }
+
+  /** Runs the queued forced resets as one: a reset that starts after a request satisfies it. */
+  private async runForced(): Promise<void> {
+    const first = this.pending[0] as PendingForce;
+    const reanchor = first.args.reanchor ?? false;
+    const batch = this.pending.filter((p) => (p.args.reanchor ?? false) === reanchor);
+    this.pending.splice(0, this.pending.length, ...this.pending.filter((p) => !batch.includes(p)));
+    let answer: ResetAnswer;
+    if (this.schedule.kind !== 'scheduled') {
+      const why = this.schedule.kind === 'invalid' ? this.schedule.problem : 'the budget no longer exists';
+      answer = { outcome: 'failed', detail: why };
+    } else {
+      const more = batch.length > 1 ? ` (+${batch.length - 1} more requests)` : '';
+      answer = await this.reset({
+        force: { reason: `${first.args.reason}${more}`, requestedBy: first.args.requestedBy, reanchor },
+      });
+    }
+    for (const p of batch)
+      this.requests.set(p.requestId, { ...answer, requestId: p.requestId } as ForcedResetResult);
+    this.trimRequests();
+  }
+
+  /** One reset and its cache invalidation; returns what happened, as a forced reset's caller sees it. */
+  private async reset(what: Pick<PlannedResetRequest, 'force' | 'catchUp'>): Promise<ResetAnswer> {
+    if (this.schedule.kind !== 'scheduled') return { outcome: 'failed', detail: 'no schedule' };
+    const expected = this.schedule.nextResetAt;
     let result;
     try {
-      result = await db.resetBudget(request);
+      result = await db.resetBudget({
+        ...this.ref,
+        expectedResetAt: expected,
+        now: new Date().toISOString(),
+        periodStart: this.periodStart,
+        ...what,
+      });
     } catch (error) {
-      if (isNotFound(error))
-        return { outcome: 'ended', result: ended('row_deleted', `the ${kind} row no longer exists`) };
-      markInvalid(describe(error));
-      return { outcome: 'failed', requestId: '', detail: describe(error) };
+      if (isNotFound(error)) this.end(this.removedResult('row_deleted'));
+      else this.markInvalid(this.schedule.duration, describe(error));
+      return { outcome: 'failed', detail: describe(error) };
     }
     if (result.outcome === 'expired') {
-      return { outcome: 'ended', result: ended('key_expired', 'the key is past its expires time') };
+      this.end(this.removedResult('key_expired'));
+      return { outcome: 'failed', detail: 'the key is past its expires time' };
     }
     if (result.outcome === 'already_reset') {
       // Someone else moved the schedule (our own committed retry, LiteLLM's job, an operator): adopt the row.
       if (result.currentResetAt === expected) {
-        markInvalid(
-          `period ending ${periodEnd} is already in the audit but budget_reset_at was not advanced; ` +
+        this.markInvalid(
+          this.schedule.duration,
+          `the period is already in the audit but budget_reset_at was not advanced; ` +
             'set budget_reset_at to the next boundary, then send scheduleChanged',
         );
       } else {
-        reloadRequested = true;
+        this.reloadRequested = true;
       }
-      return {
-        outcome: 'already_reset',
-        requestId: '',
-        detail: `budget_reset_at is now ${result.currentResetAt}`,
-      };
+      return { outcome: 'already_reset', detail: `budget_reset_at is now ${result.currentResetAt}` };
     }
-    cycle += 1;
-    runCycles += 1;
-    periodStart = result.periodEnd;
-    scheduled = result.nextResetAt;
-    lastReset = {
-      at: new Date(Date.now()).toISOString(),
+    this.cycle += 1;
+    this.periodStart = result.periodEnd;
+    if (!what.force) this.catchUpPending = false;
+    this.schedule = { ...this.schedule, nextResetAt: result.nextResetAt };
+    this.lastReset = {
+      at: new Date().toISOString(),
       periodEnd: result.periodEnd,
-      trigger,
-      lateByMs: extra.lateByMs,
-      missedPeriods: extra.missedPeriods,
+      trigger: result.trigger,
+      lateByMs: result.lateByMs,
+      missedPeriods: result.missedPeriods,
       entityCount: result.entityCount,
       spendTotal: result.spendTotal,
       resetId: result.resetId,
@@ -397,19 +401,21 @@ export async function budgetWorkflow(input: BudgetWorkflowArgs): Promise<BudgetW
     try {
       await caches.invalidateCaches({ resetId: result.resetId });
       cachesInvalidated = true;
-      if (lastError?.startsWith('cache invalidation')) lastError = null;
+      if (this.problem?.kind === 'cache_invalidation') this.problem = null;
     } catch (error) {
-      cacheInvalidationFailures += 1;
-      lastError = `cache invalidation failed after retries: ${describe(error)}`;
+      this.cacheInvalidationFailures += 1;
+      this.problem = {
+        kind: 'cache_invalidation',
+        message: `cache invalidation failed after retries: ${describe(error)}`,
+      };
       log.error('cache invalidation failed; the reset stands', {
-        budget: formatBudgetRef(ref),
-        error: lastError,
+        budget: formatBudgetRef(this.ref),
+        error: this.problem.message,
       });
     }
-    publish();
+    this.publish();
     return {
       outcome: 'reset',
-      requestId: '',
       resetId: result.resetId,
       periodEnd: result.periodEnd,
       nextResetAt: result.nextResetAt,
@@ -417,87 +423,149 @@ export async function budgetWorkflow(input: BudgetWorkflowArgs): Promise<BudgetW
       spendTotal: result.spendTotal,
       cachesInvalidated,
     };
-  };
+  }
 
-  // ---- main loop ------------------------------------------------------------------------------------------
-  for (;;) {
-    if (reloadRequested) {
-      const end = await reload();
-      if (end) return finish(end);
-      continue;
-    }
-    if (invalid || !duration || !scheduled) {
-      await condition(() => reloadRequested);
-      continue;
-    }
-
-    const force = pending.shift();
-    if (force) {
-      const now = new Date(Date.now());
-      const next = force.args.reanchor ? addPeriod(duration, now, schedule).toISOString() : scheduled;
-      const outcome = await runReset('forced', now.toISOString(), next, {
-        lateByMs: 0,
-        missedPeriods: 0,
-        reason: force.args.reason,
-        requestedBy: force.args.requestedBy,
-      });
-      if (outcome.outcome === 'ended') return finish(outcome.result);
-      requests.set(force.requestId, { ...outcome, requestId: force.requestId });
-      trimRequests(requests);
-      continue;
-    }
-
-    const due = Date.parse(scheduled);
-    if (paused) {
-      await condition(() => reloadRequested || pending.length > 0 || !paused);
-      continue;
-    }
-    if (due > Date.now()) {
-      // The durable timer: wakes at the boundary, or early for a forced reset, a pause or a schedule change.
-      await condition(() => reloadRequested || pending.length > 0 || !!paused, due - Date.now());
-      continue;
-    }
-
-    // The boundary has passed: reset the latest boundary due, once, and keep the calendar.
-    const now = new Date(Date.now());
-    const { latest, missedPeriods, next } = catchUp(duration, new Date(scheduled), now, schedule);
-    const lateByMs = Math.max(0, now.getTime() - due);
-    const trigger: ResetTrigger =
-      catchUpPending || missedPeriods > 0 || lateByMs > LATE_GRACE_MS ? 'catch_up' : 'schedule';
-    catchUpPending = false;
-    const outcome = await runReset(trigger, latest.toISOString(), next.toISOString(), {
-      lateByMs,
-      missedPeriods,
+  // ---- state changes ----------------------------------------------------------------------------------------
+  private markInvalid(duration: string | null, problem: string): void {
+    this.schedule = { kind: 'invalid', duration, problem };
+    log.warn('budget is invalid; waiting for scheduleChanged', {
+      budget: formatBudgetRef(this.ref),
+      problem,
     });
-    if (outcome.outcome === 'ended') return finish(outcome.result);
+  }
 
-    if (runCycles >= (input.cyclesPerRun ?? CYCLES_PER_RUN) || workflowInfo().continueAsNewSuggested) {
-      await condition(() => allHandlersFinished() && pending.length === 0);
-      const carriedState: CarriedState = {
-        cycle,
-        lastReset,
-        lastError,
-        paused,
-        periodStart,
-        requests: [...requests.entries()],
-        cacheInvalidationFailures,
-        catchUpPending,
-      };
-      return continueAsNew<typeof budgetWorkflow>({
-        kind,
-        id,
-        cyclesPerRun: input.cyclesPerRun,
-        carried: carriedState,
-      });
+  private removedResult(reason: BudgetWorkflowResult['reason']): BudgetWorkflowResult {
+    const detail =
+      reason === 'key_expired'
+        ? 'the key is past its expires time'
+        : `the ${this.ref.kind} row no longer exists`;
+    return { ...this.ref, reason, detail, cycle: this.cycle };
+  }
+
+  private end(result: BudgetWorkflowResult): void {
+    this.schedule = { kind: 'removed', result };
+    this.problem = null;
+  }
+
+  /** Ends the workflow: answers every waiting forced reset, lets handlers finish, returns why it ended. */
+  private async finish(result: BudgetWorkflowResult): Promise<BudgetWorkflowResult> {
+    for (const [requestId, answer] of this.requests) {
+      if (answer === null)
+        this.requests.set(requestId, { outcome: 'failed', requestId, detail: result.detail });
     }
+    this.pending.length = 0;
+    this.publish();
+    await condition(allHandlersFinished);
+    return result;
+  }
+
+  /**
+   * Continues as new carrying all state and the forced resets asked for by signal. Called only when no update
+   * waits on a reset of this run; a handler still running (pause, resume) finishes first.
+   */
+  private async continueAsNew(): Promise<never> {
+    await condition(allHandlersFinished);
+    const carried: CarriedState = {
+      cycle: this.cycle,
+      lastReset: this.lastReset,
+      paused: this.paused,
+      periodStart: this.periodStart,
+      requests: [...this.requests.entries()],
+      pendingForces: this.pending.map(({ requestId, args }) => ({ requestId, args })),
+      cacheInvalidationFailures: this.cacheInvalidationFailures,
+      catchUpPending: this.catchUpPending,
+      problem: this.problem,
+      knownDuration: this.knownDuration,
+    };
+    return continueAsNew<typeof budgetEntityWorkflow>({
+      kind: this.ref.kind,
+      id: this.ref.id,
+      maxHistoryEvents: this.args.maxHistoryEvents,
+      carried,
+    });
+  }
+
+  /** Keeps the newest answered request ids; pending ones are never dropped. */
+  private trimRequests(): void {
+    let answered = [...this.requests.values()].filter((a) => a !== null).length;
+    for (const [key, answer] of this.requests) {
+      if (answered <= REMEMBERED_REQUESTS) break;
+      if (answer === null) continue;
+      this.requests.delete(key);
+      answered -= 1;
+    }
+  }
+
+  // ---- what operators see -----------------------------------------------------------------------------------
+  private state(): BudgetState {
+    if (this.schedule.kind === 'removed') return 'removed';
+    if (this.schedule.kind === 'invalid') return 'invalid';
+    return this.paused ? 'paused' : 'active';
+  }
+
+  private status(): BudgetStatus {
+    const s = this.schedule;
+    return {
+      ...this.ref,
+      duration: s.kind === 'scheduled' || s.kind === 'invalid' ? s.duration : null,
+      state: this.state(),
+      nextResetAt: s.kind === 'scheduled' ? s.nextResetAt : null,
+      lastReset: this.lastReset,
+      cycle: this.cycle,
+      lastError: s.kind === 'invalid' ? s.problem : (this.problem?.message ?? null),
+      paused: this.paused,
+      timeZone: s.kind === 'scheduled' ? s.timeZone : 'UTC',
+      resetTime: s.kind === 'scheduled' ? s.resetTime : '00:00',
+      cacheInvalidationFailures: this.cacheInvalidationFailures,
+    };
+  }
+
+  /**
+   * Search attributes, memo and the UI's current details. Only attributes whose value changed are upserted, so
+   * a quiet cycle adds one upsert event, not a dozen.
+   */
+  private publish(): void {
+    const status = this.status();
+    const attributes: SearchAttributeUpdatePair[] = [
+      { key: BudgetKindKey, value: this.ref.kind },
+      { key: BudgetIdKey, value: this.ref.id },
+      { key: BudgetStateKey, value: status.state },
+      { key: ResetCountKey, value: this.cycle },
+      { key: NextResetAtKey, value: status.nextResetAt ? new Date(status.nextResetAt) : null },
+      { key: LastResetAtKey, value: this.lastReset ? new Date(this.lastReset.at) : null },
+    ];
+    const changed = attributes.filter((a) => !sameValue(this.published.get(a.key.name), a.value));
+    if (changed.length > 0) {
+      upsertSearchAttributes(changed);
+      for (const a of changed) this.published.set(a.key.name, a.value);
+    }
+    const memo = {
+      duration: status.duration ?? 'none',
+      timeZone: status.timeZone,
+      resetTime: status.resetTime,
+    };
+    if (!sameValue(this.published.get('memo'), JSON.stringify(memo))) {
+      upsertMemo(memo);
+      this.published.set('memo', JSON.stringify(memo));
+    }
+    const lines = [
+      `**${formatBudgetRef(this.ref)}** — ${status.state}${this.paused?.reason ? ` (${this.paused.reason})` : ''}`,
+      `Duration: ${status.duration ?? 'none'} · zone ${status.timeZone} at ${status.resetTime}`,
+      `Next reset: ${status.nextResetAt ?? 'not scheduled'}`,
+      this.lastReset
+        ? `Last reset: ${this.lastReset.at} (${this.lastReset.trigger}, ${this.lastReset.entityCount} entities, ` +
+          `spend ${this.lastReset.spendTotal}, late ${this.lastReset.lateByMs} ms, missed ${this.lastReset.missedPeriods})`
+        : 'Last reset: none yet',
+      `Resets: ${this.cycle}`,
+    ];
+    if (status.lastError) lines.push(`Last error: ${status.lastError}`);
+    setCurrentDetails(lines.join('\n'));
   }
 }
 
-function trimRequests(requests: Map<string, unknown>): void {
-  for (const key of requests.keys()) {
-    if (requests.size <= REMEMBERED_REQUESTS) break;
-    requests.delete(key);
-  }
+function sameValue(a: unknown, b: unknown): boolean {
+  if (a instanceof Date && b instanceof Date) return a.getTime() === b.getTime();
+  return a === b;
 }
 
 function isNotFound(error: unknown): boolean {

@@ -127,15 +127,21 @@ program
 
 program
   .command('sync')
-  .description('discover every budget now and make sure each has its workflow')
+  .description('tell every budget whose schedule changed now; with --full also start any missing workflow')
   .option('--task-queue <name>', 'task queue new workflows run on')
-  .action(async (opts: { taskQueue?: string }) => {
+  .option('--full', 'also check every budget has a running workflow (one start call per budget)')
+  .action(async (opts: { taskQueue?: string; full?: boolean }) => {
     const config = loadConfig();
     const taskQueue = opts.taskQueue ?? config.taskQueue;
     const totals = await withDatabase(config, (db) =>
-      withClient((client) => syncAllBudgets({ db }, { client, taskQueue }, { changedSince: null })),
+      withClient((client) => syncAllBudgets({ db }, { client, taskQueue }, { full: opts.full ?? false })),
     );
-    print(totals, () => `found ${totals.found} budgets; started ${totals.started} workflows`);
+    print(
+      totals,
+      () =>
+        `${totals.changed} budgets changed; started ${totals.started}, signalled ${totals.signalled}, ` +
+        `ended ${totals.ended}, rejected ${totals.rejected} workflows`,
+    );
   });
 
 program

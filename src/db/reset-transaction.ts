@@ -2,7 +2,9 @@ import type pg from 'pg';
 import type { BudgetRef } from '../budget-ref.js';
 import { ENTITY_TYPES, OWNERS, ident, type EntityType, type OwnerTable } from '../entities.js';
 import { BudgetNotFoundError, InvalidBudgetDataError } from '../errors.js';
+import { lateAtCommit } from '../reset-plan.js';
 import type { BudgetRow, ResetRequest, ResetResult } from '../reset-types.js';
+import { rememberOwnSchedule } from './budget-sync.js';
 import { SCHEMA } from './migrate.js';
 
 /** Settings that shape every reset (from configuration). */
@@ -17,13 +19,14 @@ export interface ResetOptions {
 
 // LiteLLM stores `TIMESTAMP(3)` without time zone holding UTC: convert at the SQL boundary so JavaScript only
 // ever sees instants.
-const toUtcInstant = (column: string): string => `(${column} AT TIME ZONE 'UTC')`;
-const fromUtcInstant = (param: string): string => `(${param}::timestamptz AT TIME ZONE 'UTC')`;
+export const toUtcInstant = (column: string): string => `(${column} AT TIME ZONE 'UTC')`;
+export const fromUtcInstant = (param: string): string => `(${param}::timestamptz AT TIME ZONE 'UTC')`;
 
 /** Reads a budget's schedule row; undefined when the row does not exist. */
 export async function loadBudgetRow(
   db: pg.ClientBase | pg.Pool,
   ref: BudgetRef,
+  options: { forUpdate?: boolean } = {},
 ): Promise<BudgetRow | undefined> {
   const owner = OWNERS[ref.kind];
   const expires = ref.kind === 'key' ? toUtcInstant('"expires"') : 'NULL::timestamptz';
@@ -34,7 +37,7 @@ export async function loadBudgetRow(
     expires: Date | null;
   }>(
     `SELECT "budget_duration", ${toUtcInstant('"budget_reset_at"')} AS reset_at, "max_budget", ${expires} AS expires
-       FROM ${ident(owner.table)} WHERE ${ident(owner.key)} = $1`,
+       FROM ${ident(owner.table)} WHERE ${ident(owner.key)} = $1${options.forUpdate ? ' FOR UPDATE' : ''}`,
     [ref.id],
   );
   const row = rows[0];
@@ -53,24 +56,41 @@ export async function loadBudgetRow(
  * Moves `budget_reset_at` from `expected` to `next` without resetting spend, fenced on the column still holding
  * `expected` (so a concurrent change wins). With `expected` null this gives a budget its first boundary and
  * zeroes nothing: spend that was never scheduled to reset is a period's record, not something to destroy
- * (LiteLLM issue #22013). Returns the row's `budget_reset_at` afterwards.
+ * (LiteLLM issue #22013). Returns the row's `budget_reset_at` afterwards. Runs inside the caller's transaction.
  */
-export async function setResetAt(
-  db: pg.Pool,
+export async function moveResetAt(
+  client: pg.ClientBase,
   ref: BudgetRef,
   expected: string | null,
   next: string,
 ): Promise<string | null> {
   const owner = OWNERS[ref.kind];
-  await db.query(
+  await client.query(
     `UPDATE ${ident(owner.table)} SET "budget_reset_at" = ${fromUtcInstant('$2')}
       WHERE ${ident(owner.key)} = $1
         AND "budget_reset_at" IS NOT DISTINCT FROM ${fromUtcInstant('$3')}`,
     [ref.id, next, expected],
   );
-  const row = await loadBudgetRow(db, ref);
+  const row = await loadBudgetRow(client, ref);
   if (!row) throw new BudgetNotFoundError(`${ref.kind} ${JSON.stringify(ref.id)} no longer exists`);
+  await rememberOwnSchedule(client, ref);
   return row.resetAt;
+}
+
+/** Runs `fn` in one transaction on a pooled client: commit on success, roll back on any error. */
+export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
 }
 
 /**
@@ -197,21 +217,27 @@ async function resetInTransaction(
     if (n > 0) byType[type.name] = n;
   }
 
-  // 4. Finish the audit row and advance the schedule.
-  await client.query(`UPDATE ${SCHEMA}.reset_log SET entity_count = $2, spend_total = $3 WHERE id = $1`, [
-    resetId,
-    entityCount,
-    spendTotal,
-  ]);
+  // 4. Advance the schedule (and remember it as ours), then finish the audit row with the lateness measured
+  //    now, as the transaction commits: after an outage that is the truthful figure, not the workflow's wake.
   await client.query(
     `UPDATE ${ident(owner.table)} SET "budget_reset_at" = ${fromUtcInstant('$2')} WHERE ${ident(owner.key)} = $1`,
     [request.id, request.nextResetAt],
+  );
+  await rememberOwnSchedule(client, request);
+  const { lateByMs, trigger } = lateAtCommit(request, Date.now());
+  await client.query(
+    `UPDATE ${SCHEMA}.reset_log SET entity_count = $2, spend_total = $3, late_by_ms = $4, trigger = $5
+      WHERE id = $1`,
+    [resetId, entityCount, spendTotal, lateByMs, trigger],
   );
   return {
     outcome: 'reset',
     resetId: String(resetId),
     periodEnd: new Date(request.periodEnd).toISOString(),
     nextResetAt: new Date(request.nextResetAt).toISOString(),
+    trigger,
+    lateByMs,
+    missedPeriods: request.missedPeriods,
     entityCount,
     spendTotal,
     byType,

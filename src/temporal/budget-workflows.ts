@@ -1,74 +1,127 @@
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { budgetWorkflowId, formatBudgetRef, type BudgetRef } from '../budget-ref.js';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  isGrpcServiceError,
+  type Client,
+} from '@temporalio/client';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { budgetWorkflowId, formatBudgetRef, type BudgetKind, type BudgetRef } from '../budget-ref.js';
+import type { ScheduleChange } from '../db/budget-sync.js';
 import { scheduleChangedSignal } from './messages.js';
 import { BudgetIdKey, BudgetKindKey, BudgetStateKey } from './search-attributes.js';
 
 /** The workflow type name of the per-budget workflow (kept as a string so clients need not import workflow code). */
-export const BUDGET_WORKFLOW_TYPE = 'budgetWorkflow';
+export const BUDGET_WORKFLOW_TYPE = 'budgetEntityWorkflow';
+/** Release 0.1's per-budget workflow type; its runs move to {@link BUDGET_WORKFLOW_TYPE} by continue-as-new. */
+export const LEGACY_BUDGET_WORKFLOW_TYPE = 'budgetWorkflow';
+/** Start and signal calls in flight at once during discovery: 10,000 new budgets start in seconds, not minutes. */
+const CONCURRENT_CALLS = 16;
 
 export interface BudgetWorkflowInput {
   readonly kind: BudgetRef['kind'];
   readonly id: string;
 }
 
-export interface EnsureResult {
+/** What discovery did with a batch of schedule changes. */
+export interface AppliedChanges {
   readonly started: number;
   readonly signalled: number;
+  /** Budgets gone from LiteLLM (deleted, duration removed, key expired) whose workflow was told, or had ended. */
+  readonly ended: string[];
+  /** Budgets Temporal refused a workflow for, with the reason (e.g. an id it cannot hold). */
+  readonly rejected: Array<{ readonly id: string; readonly reason: string }>;
+}
+
+function startOptions(ref: BudgetRef, taskQueue: string) {
+  return {
+    taskQueue,
+    workflowId: budgetWorkflowId(ref),
+    args: [{ kind: ref.kind, id: ref.id }] as [BudgetWorkflowInput],
+    typedSearchAttributes: [
+      { key: BudgetKindKey, value: ref.kind },
+      { key: BudgetIdKey, value: ref.id },
+      { key: BudgetStateKey, value: 'active' },
+    ],
+    staticSummary: `Budget reset schedule for ${formatBudgetRef(ref)}`,
+  };
+}
+
+/** Temporal's answer that no retry can change (an id or payload it refuses); anything else is transient. */
+function refusal(error: unknown): string | undefined {
+  for (let e: unknown = error; e instanceof Error; e = e.cause) {
+    if (isGrpcServiceError(e) && e.code === grpcStatus.INVALID_ARGUMENT) return e.details || e.message;
+  }
+  return undefined;
 }
 
 /**
- * Makes sure each budget has its workflow. A changed row is started-or-signalled in one call (signal-with-start
- * delivers `scheduleChanged` to the running workflow, or starts one that reads the row). An unchanged row is
- * started only if missing, so there are never two workflows for one budget. A row whose duration
- * was removed is signalled if its workflow runs, so it ends cleanly; nothing is started for it.
+ * Acts on schedule changes: a new budget gets its workflow; a changed one gets `scheduleChanged` (started again
+ * if its workflow is gone); a budget gone from LiteLLM gets `scheduleChanged` so its workflow reads the row and
+ * ends. Nothing else is ever sent, so spend traffic never reaches a workflow.
  */
-export async function ensureBudgetWorkflows(
+export async function applyScheduleChanges(
   client: Client,
   taskQueue: string,
-  items: ReadonlyArray<BudgetRef & { changed: boolean; hasDuration: boolean }>,
-): Promise<EnsureResult> {
-  let started = 0;
-  let signalled = 0;
-  for (const item of items) {
-    const ref = { kind: item.kind, id: item.id };
-    const workflowId = budgetWorkflowId(ref);
-    if (!item.hasDuration) {
-      try {
-        await client.workflow.getHandle(workflowId).signal(scheduleChangedSignal);
-        signalled += 1;
-      } catch (error) {
-        if (!(error instanceof WorkflowNotFoundError)) throw error;
+  kind: BudgetKind,
+  changes: readonly ScheduleChange[],
+): Promise<AppliedChanges> {
+  const result = {
+    started: 0,
+    signalled: 0,
+    ended: [] as string[],
+    rejected: [] as AppliedChanges['rejected'],
+  };
+  await forEachConcurrently(changes, CONCURRENT_CALLS, async (change) => {
+    const ref = { kind, id: change.id };
+    try {
+      if (!change.live) {
+        await client.workflow
+          .getHandle(budgetWorkflowId(ref))
+          .signal(scheduleChangedSignal)
+          .catch((error: unknown) => {
+            if (!(error instanceof WorkflowNotFoundError)) throw error;
+          });
+        result.ended.push(change.id);
+      } else if (!change.known && (await startIfMissing(client, taskQueue, ref))) {
+        result.started += 1;
+      } else {
+        await client.workflow.signalWithStart(BUDGET_WORKFLOW_TYPE, {
+          ...startOptions(ref, taskQueue),
+          signal: scheduleChangedSignal,
+          signalArgs: [],
+        });
+        result.signalled += 1;
       }
-      continue;
+    } catch (error) {
+      const reason = refusal(error);
+      if (reason === undefined) throw error;
+      result.rejected.push({ id: change.id, reason });
     }
-    const options = {
-      taskQueue,
-      workflowId,
-      args: [ref satisfies BudgetWorkflowInput] as [BudgetWorkflowInput],
-      typedSearchAttributes: [
-        { key: BudgetKindKey, value: ref.kind },
-        { key: BudgetIdKey, value: ref.id },
-        { key: BudgetStateKey, value: 'active' },
-      ],
-      staticSummary: `Budget reset schedule for ${formatBudgetRef(ref)}`,
-    };
-    if (item.changed) {
-      await client.workflow.signalWithStart(BUDGET_WORKFLOW_TYPE, {
-        ...options,
-        signal: scheduleChangedSignal,
-        signalArgs: [],
-      });
-      signalled += 1;
-    } else {
-      try {
-        // The default conflict policy refuses a second run of a running id, which is how we know the budget
-        // already had its workflow.
-        await client.workflow.start(BUDGET_WORKFLOW_TYPE, options);
-        started += 1;
-      } catch (error) {
-        if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
-      }
-    }
+  });
+  return result;
+}
+
+/** Starts the budget's workflow unless one is running; true when it started one. */
+export async function startIfMissing(client: Client, taskQueue: string, ref: BudgetRef): Promise<boolean> {
+  try {
+    // The default conflict policy refuses a second run of a running id, which is how we know it had one.
+    await client.workflow.start(BUDGET_WORKFLOW_TYPE, startOptions(ref, taskQueue));
+    return true;
+  } catch (error) {
+    if (error instanceof WorkflowExecutionAlreadyStartedError) return false;
+    throw error;
   }
-  return { started, signalled };
+}
+
+/** Runs `fn` over `items` with at most `limit` calls in flight; the first error rejects. */
+export async function forEachConcurrently<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }

@@ -83,7 +83,7 @@ export class BudgetTestEnv {
   async start(
     ref: BudgetRef,
     taskQueue: string,
-    options: { cyclesPerRun?: number } = {},
+    options: { maxHistoryEvents?: number } = {},
   ): Promise<WorkflowHandle> {
     this.started.add(budgetWorkflowId(ref));
     return this.env.client.workflow.start(BUDGET_WORKFLOW_TYPE, {

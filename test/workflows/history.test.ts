@@ -1,10 +1,13 @@
 import proto from '@temporalio/proto';
-import { Worker } from '@temporalio/worker';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { Worker, bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import type { BudgetRef } from '../../src/budget-ref.js';
+import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
+import { LEGACY_BUDGET_WORKFLOW_TYPE } from '../../src/temporal/budget-workflows.js';
 import {
+  forceResetSignal,
   pauseUpdate,
   resetNowUpdate,
   resumeUpdate,
@@ -15,8 +18,11 @@ import { insertBudget, insertTag } from '../helpers/litellm-rows.js';
 
 const { History } = proto.temporal.api.history.v1;
 const HISTORIES = fileURLToPath(new URL('./histories/', import.meta.url));
+/** The release whose histories `RECORD_HISTORIES=1` writes; CI replays every release's folder. */
+const RELEASE = '0.2.0';
 const HOUR = 60 * 60 * 1000;
-/** `RECORD_HISTORIES=1 npx vitest run test/workflows/history.test.ts` rewrites the committed histories. */
+const DAY = 24 * HOUR;
+/** `RECORD_HISTORIES=1 npx vitest run test/workflows/history.test.ts` rewrites this release's histories. */
 const RECORD = process.env.RECORD_HISTORIES === '1';
 
 let t: BudgetTestEnv;
@@ -24,65 +30,258 @@ useBudgetTestEnv((env) => (t = env));
 
 const nextHour = (now: Date) => new Date(Math.floor(now.getTime() / HOUR) * HOUR + HOUR);
 
-describe('budgetWorkflow history', () => {
-  it('continues as new every N cycles carrying all its state', async () => {
+async function runIds(workflowId: string, seen: Set<string>): Promise<void> {
+  seen.add((await t.env.client.workflow.getHandle(workflowId).describe()).runId);
+}
+
+async function eventsOf(workflowId: string, runId: string): Promise<number> {
+  return (await t.env.client.workflow.getHandle(workflowId, runId).fetchHistory()).events?.length ?? 0;
+}
+
+/** Holds the budget row locked, so a reset of it waits until `release` is called. */
+async function holdRow(budgetId: string): Promise<() => Promise<void>> {
+  const client = await t.db.pool.connect();
+  await client.query('BEGIN');
+  await client.query(`SELECT 1 FROM "LiteLLM_BudgetTable" WHERE budget_id = $1 FOR UPDATE`, [budgetId]);
+  return async () => {
+    await client.query('COMMIT');
+    client.release();
+  };
+}
+
+/** Waits (real time) until some transaction is blocked on a row lock: the reset has started and waits. */
+async function waitForLockWaiter(): Promise<void> {
+  await expect
+    .poll(
+      async () =>
+        (
+          await t.db.pool.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`,
+          )
+        ).rows[0]?.n,
+      { timeout: 60_000, interval: 50 },
+    )
+    .toBeGreaterThan(0);
+}
+
+describe('budgetEntityWorkflow history', () => {
+  it('continues as new past its history bound, at any wait, carrying all its state', async () => {
     const { worker, taskQueue } = await t.worker();
     await worker.runUntil(async () => {
       const first = nextHour(await t.now());
       await insertBudget(t.db.pool, { id: 'can', duration: '1h', resetAt: first.toISOString() });
       await insertTag(t.db.pool, { name: 'can-tag', spend: 1, budgetId: 'can' });
       const ref: BudgetRef = { kind: 'budget', id: 'can' };
-      const handle = await t.start(ref, taskQueue, { cyclesPerRun: 2 });
-      const firstRun = (await handle.describe()).runId;
+      const handle = await t.start(ref, taskQueue, { maxHistoryEvents: 40 });
+      const runs = new Set<string>();
+      await runIds(handle.workflowId, runs);
       await t.waitForStatus(ref, (s) => s.nextResetAt === first.toISOString());
       const forced = await handle.executeUpdate(resetNowUpdate, {
         args: [{ reason: 'before', requestId: 'keep-me' }],
       });
+      await handle.executeUpdate(pauseUpdate, { args: [{ reason: 'hold' }] });
+      // Messages alone (no reset) grow the history past the bound while the workflow waits: it moves on anyway.
+      for (let i = 0; i < 10; i += 1)
+        await handle.executeUpdate(pauseUpdate, { args: [{ reason: 'again' }] });
+      await expect
+        .poll(async () => (await runIds(handle.workflowId, runs), runs.size), { timeout: 60_000 })
+        .toBe(2);
+      expect(await t.status(ref)).toMatchObject({ cycle: 1, state: 'paused', paused: { reason: 'hold' } });
+      await handle.executeUpdate(resumeUpdate);
 
-      for (let i = 0; i < 3; i += 1) {
+      for (let i = 0; i < 6; i += 1) {
         await t.sleepUntil(new Date(first.getTime() + i * HOUR));
         await t.waitForStatus(ref, (s) => s.cycle === i + 2);
+        await runIds(handle.workflowId, runs);
       }
-      const description = await handle.describe();
-      expect(description.runId).not.toBe(firstRun);
+      expect(runs.size).toBeGreaterThan(3);
       const status = await t.status(ref);
       expect(status).toMatchObject({
-        cycle: 4,
+        cycle: 7,
         state: 'active',
-        nextResetAt: new Date(first.getTime() + 3 * HOUR).toISOString(),
+        nextResetAt: new Date(first.getTime() + 6 * HOUR).toISOString(),
       });
-      expect(status.lastReset?.periodEnd).toBe(new Date(first.getTime() + 2 * HOUR).toISOString());
+      expect(status.lastReset?.periodEnd).toBe(new Date(first.getTime() + 5 * HOUR).toISOString());
       // The request id deduplication survives continue-as-new.
       expect(
         await handle.executeUpdate(resetNowUpdate, { args: [{ reason: 'again', requestId: 'keep-me' }] }),
       ).toEqual(forced);
-      expect((await t.status(ref)).cycle).toBe(4);
-      // So does a pause.
-      await handle.executeUpdate(pauseUpdate, { args: [{ reason: 'hold' }] });
-      await t.sleepUntil(new Date(first.getTime() + 3 * HOUR));
-      expect(await t.status(ref)).toMatchObject({ cycle: 4, state: 'paused' });
+      expect((await t.status(ref)).cycle).toBe(7);
+      // Every run but the current one stopped within a few events of the bound.
+      const current = (await handle.describe()).runId;
+      for (const runId of runs) {
+        if (runId !== current) expect(await eventsOf(handle.workflowId, runId)).toBeLessThan(40 + 25);
+      }
     });
   });
 
+  it('carries a forced reset that arrives during the reset that reaches the bound (no deadlock)', async () => {
+    const { worker, taskQueue } = await t.worker();
+    await worker.runUntil(async () => {
+      const first = nextHour(await t.now());
+      await insertBudget(t.db.pool, { id: 'dl', duration: '1h', resetAt: first.toISOString() });
+      await insertTag(t.db.pool, { name: 'dl-tag', spend: 1, budgetId: 'dl' });
+      const ref: BudgetRef = { kind: 'budget', id: 'dl' };
+      const handle = await t.start(ref, taskQueue, { maxHistoryEvents: 15 });
+      await t.waitForStatus(ref, (s) => s.nextResetAt === first.toISOString());
+      const firstRun = (await handle.describe()).runId;
+
+      const release = await holdRow('dl');
+      await t.sleepUntil(first);
+      await waitForLockWaiter();
+      // Both arrive while the scheduled reset waits on the lock, which takes the run past its bound.
+      await handle.signal(forceResetSignal, { reason: 'by signal', requestId: 'sig-1' });
+      const update = handle.executeUpdate(resetNowUpdate, {
+        args: [{ reason: 'by update', requestId: 'upd-1' }],
+      });
+      await release();
+
+      expect(await update).toMatchObject({ outcome: 'reset', requestId: 'upd-1' });
+      await t.waitForStatus(ref, (s) => s.cycle === 2);
+      await expect.poll(async () => (await handle.describe()).runId, { timeout: 60_000 }).not.toBe(firstRun);
+      // And the budget keeps its schedule afterwards.
+      await t.sleepUntil(new Date(first.getTime() + HOUR));
+      await t.waitForStatus(ref, (s) => s.cycle === 3);
+      const log = await t.resetLog(ref);
+      expect(log.map((r) => r.trigger)).toEqual(['schedule', 'forced', 'schedule']);
+      expect(log[1]?.reason).toMatch(/^by (signal|update) \(\+1 more requests\)$/);
+    });
+  });
+
+  it('carries a signalled forced reset across continue-as-new when no caller waits', async () => {
+    const { worker, taskQueue } = await t.worker();
+    await worker.runUntil(async () => {
+      const first = nextHour(await t.now());
+      await insertBudget(t.db.pool, { id: 'carry', duration: '1h', resetAt: first.toISOString() });
+      const ref: BudgetRef = { kind: 'budget', id: 'carry' };
+      const handle = await t.start(ref, taskQueue, { maxHistoryEvents: 15 });
+      await t.waitForStatus(ref, (s) => s.nextResetAt === first.toISOString());
+      const firstRun = (await handle.describe()).runId;
+      const release = await holdRow('carry');
+      await t.sleepUntil(first);
+      await waitForLockWaiter();
+      await handle.signal(forceResetSignal, { reason: 'carried', requestId: 'c-1' });
+      await release();
+      await t.waitForStatus(ref, (s) => s.cycle === 2);
+      expect((await handle.describe()).runId).not.toBe(firstRun);
+      expect((await t.resetLog(ref)).map((r) => [r.trigger, r.reason])).toEqual([
+        ['schedule', null],
+        ['forced', 'carried'],
+      ]);
+    });
+  });
+
+  it('absorbs a burst of 1,000 forced resets without losing or deadlocking', async () => {
+    const { worker, taskQueue } = await t.worker();
+    await worker.runUntil(async () => {
+      const first = new Date((await t.now()).getTime() + DAY);
+      await insertBudget(t.db.pool, { id: 'burst', duration: '1d', resetAt: first.toISOString() });
+      await insertTag(t.db.pool, { name: 'burst-tag', spend: 1, budgetId: 'burst' });
+      const ref: BudgetRef = { kind: 'budget', id: 'burst' };
+      const handle = await t.start(ref, taskQueue, { maxHistoryEvents: 200 });
+      await t.waitForStatus(ref, (s) => s.nextResetAt !== null);
+      const signals = Array.from({ length: 990 }, (_, i) =>
+        handle.signal(forceResetSignal, { reason: `burst ${i}`, requestId: `b-${i}` }),
+      );
+      const updates = Array.from({ length: 10 }, (_, i) =>
+        handle.executeUpdate(resetNowUpdate, { args: [{ reason: `wait ${i}`, requestId: `u-${i}` }] }),
+      );
+      await Promise.all(signals);
+      const answers = await Promise.all(updates);
+      for (const [i, answer] of answers.entries())
+        expect(answer).toMatchObject({ outcome: 'reset', requestId: `u-${i}` });
+      // Coalesced: far fewer resets than requests, and every request reached one of them.
+      await expect
+        .poll(
+          async () => {
+            const log = await t.resetLog(ref);
+            return log.reduce(
+              (n, r) => n + 1 + Number(/\(\+(\d+) more requests\)/.exec(r.reason ?? '')?.[1] ?? 0),
+              0,
+            );
+          },
+          { timeout: 120_000, interval: 200 },
+        )
+        .toBe(1_000);
+      expect((await t.resetLog(ref)).length).toBeLessThan(50);
+      // Still alive and on schedule.
+      await t.sleepUntil(first);
+      await t.waitForStatus(ref, (s) => s.lastReset?.trigger === 'schedule');
+    });
+  });
+
+  it('moves a release 0.1 workflow to the entity workflow at its first activation', async () => {
+    const { worker, taskQueue } = await t.worker();
+    await worker.runUntil(async () => {
+      const first = nextHour(await t.now());
+      await insertBudget(t.db.pool, { id: 'legacy', duration: '1h', resetAt: first.toISOString() });
+      await insertTag(t.db.pool, { name: 'legacy-tag', spend: 2, budgetId: 'legacy' });
+      const ref: BudgetRef = { kind: 'budget', id: 'legacy' };
+      const handle = await t.env.client.workflow.start(LEGACY_BUDGET_WORKFLOW_TYPE, {
+        taskQueue,
+        workflowId: budgetWorkflowId(ref),
+        args: [{ kind: 'budget', id: 'legacy' }],
+      });
+      await expect
+        .poll(async () => (await t.env.client.workflow.getHandle(handle.workflowId).describe()).type, {
+          timeout: 60_000,
+        })
+        .toBe('budgetEntityWorkflow');
+      await t.waitForStatus(ref, (s) => s.nextResetAt === first.toISOString());
+      await t.sleepUntil(first);
+      await t.waitForStatus(ref, (s) => s.cycle === 1);
+      await t.env.client.workflow.getHandle(handle.workflowId).terminate('test finished');
+    });
+  });
+
+  it('keeps the history of a daily budget bounded over a year of spend flushes', async () => {
+    const { worker, taskQueue } = await t.worker();
+    await worker.runUntil(async () => {
+      const first = new Date(Math.floor((await t.now()).getTime() / DAY) * DAY + DAY);
+      await insertBudget(t.db.pool, { id: 'year', duration: '1d', resetAt: first.toISOString() });
+      await insertTag(t.db.pool, { name: 'year-tag', spend: 0, budgetId: 'year' });
+      const ref: BudgetRef = { kind: 'budget', id: 'year' };
+      const handle = await t.start(ref, taskQueue);
+      await t.waitForStatus(ref, (s) => s.nextResetAt === first.toISOString());
+      const runs = new Set<string>();
+      for (let day = 0; day < 365; day += 1) {
+        // LiteLLM's flushes between boundaries: spend and updated_at, as Prisma writes them.
+        await t.db.pool.query(
+          `UPDATE "LiteLLM_TagTable" SET spend = spend + 0.5, updated_at = now() WHERE tag_name = 'year-tag'`,
+        );
+        await t.sleepUntil(new Date(first.getTime() + day * DAY));
+        await t.waitForStatus(ref, (s) => s.cycle === day + 1);
+        await runIds(handle.workflowId, runs);
+      }
+      const log = await t.resetLog(ref);
+      expect(log).toHaveLength(365);
+      expect(log.every((r) => r.trigger === 'schedule' && r.entity_count === 1)).toBe(true);
+      expect(runs.size).toBeGreaterThan(1);
+      for (const runId of runs) expect(await eventsOf(handle.workflowId, runId)).toBeLessThan(1_000 + 25);
+    });
+  }, 600_000);
+
   // A tool for maintainers, not a check: it runs only with RECORD_HISTORIES=1.
-  it.runIf(RECORD)('records a scenario history', async () => {
+  it.runIf(RECORD)('records a scenario history of this release', async () => {
     const { worker, taskQueue } = await t.worker();
     await worker.runUntil(async () => {
       const first = nextHour(await t.now());
       await insertBudget(t.db.pool, { id: 'replay', duration: '1h', resetAt: first.toISOString() });
       await insertTag(t.db.pool, { name: 'replay-tag', spend: 3, budgetId: 'replay' });
       const ref: BudgetRef = { kind: 'budget', id: 'replay' };
-      const handle = await t.start(ref, taskQueue);
+      const handle = await t.start(ref, taskQueue, { maxHistoryEvents: 10_000 });
       await t.waitForStatus(ref, (s) => s.nextResetAt === first.toISOString());
       await t.sleepUntil(first);
       await t.waitForStatus(ref, (s) => s.cycle === 1);
       await handle.executeUpdate(resetNowUpdate, {
         args: [{ reason: 'recorded', requestId: 'r-1', reanchor: true }],
       });
+      await handle.signal(forceResetSignal, { reason: 'recorded signal', requestId: 'r-2' });
+      await t.waitForStatus(ref, (s) => s.cycle === 3);
       await handle.executeUpdate(pauseUpdate, { args: [{ reason: 'recorded pause' }] });
       await t.env.sleep(2 * HOUR);
       await handle.executeUpdate(resumeUpdate);
-      await t.waitForStatus(ref, (s) => s.cycle === 3);
+      await t.waitForStatus(ref, (s) => s.cycle === 4);
       await t.db.pool.query(
         `UPDATE "LiteLLM_BudgetTable" SET budget_duration = '1d' WHERE budget_id = 'replay'`,
       );
@@ -96,17 +295,37 @@ describe('budgetWorkflow history', () => {
         enums: String,
         bytes: String,
       });
-      await writeFile(`${HISTORIES}budget-scenario.json`, `${JSON.stringify(history, null, 1)}\n`);
+      await mkdir(path.join(HISTORIES, RELEASE), { recursive: true });
+      await writeFile(
+        path.join(HISTORIES, RELEASE, 'budget-scenario.json'),
+        `${JSON.stringify(history, null, 1)}\n`,
+      );
     });
   });
 
-  it('replays every committed history against the current workflow code', async () => {
-    const files = (await readdir(HISTORIES)).filter((f) => f.endsWith('.json'));
-    expect(files.length).toBeGreaterThan(0);
-    for (const file of files) {
-      const history = History.fromObject(JSON.parse(await readFile(`${HISTORIES}${file}`, 'utf8')));
-      // Throws DeterminismViolationError if the code no longer produces the recorded commands.
-      await Worker.runReplayHistory({ workflowBundle: t.bundle }, history, file);
+  it('replays the committed histories of every release against the current workflow code', async () => {
+    const releases = await readdir(HISTORIES);
+    expect(releases).toContain(RELEASE);
+    let replayed = 0;
+    for (const release of releases) {
+      for (const file of (await readdir(path.join(HISTORIES, release))).filter((f) => f.endsWith('.json'))) {
+        const json: unknown = JSON.parse(await readFile(path.join(HISTORIES, release, file), 'utf8'));
+        const history = History.fromObject(json as Parameters<typeof History.fromObject>[0]);
+        // Throws DeterminismViolationError if the code no longer produces the recorded commands.
+        await Worker.runReplayHistory({ workflowBundle: t.bundle }, history, `${release}/${file}`);
+        replayed += 1;
+      }
     }
+    expect(replayed).toBeGreaterThanOrEqual(2);
+  });
+
+  it('computes no time-zone arithmetic in the entity workflow, so replay never depends on tzdata', async () => {
+    const bundle = await bundleWorkflowCode({
+      workflowsPath: fileURLToPath(new URL('../../workflows/budget.ts', import.meta.url)),
+      logger: new DefaultLogger('WARN'),
+    });
+    // Boundaries are computed by activities (recorded in history); the workflow only compares instants.
+    expect(bundle.code).not.toMatch(/luxon|IANAZone|Intl\.DateTimeFormat|timeZoneName/);
+    expect(bundle.code).toContain('budgetEntityWorkflow');
   });
 });

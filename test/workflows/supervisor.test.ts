@@ -1,19 +1,43 @@
+import type { WorkflowHandle } from '@temporalio/client';
 import { describe, expect, it, vi } from 'vitest';
-import { budgetWorkflowId } from '../../src/budget-ref.js';
+import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
 import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
-import { insertBudget, insertKey, insertTeam, insertUser } from '../helpers/litellm-rows.js';
-import { supervisorStatusQuery, supervisorWorkflowId, syncNowSignal } from '../../workflows/supervisor.js';
+import { insertBudget, insertKey, insertTag, insertTeam, insertUser } from '../helpers/litellm-rows.js';
+import {
+  supervisorStatusQuery,
+  supervisorWorkflowId,
+  syncNowSignal,
+  type SupervisorStatus,
+} from '../../workflows/supervisor.js';
 
 let t: BudgetTestEnv;
 useBudgetTestEnv((env) => (t = env));
 
 const DAY = 24 * 60 * 60 * 1000;
 
+/** Asks for a pass now and waits until it has run (real time; workflow time does not move). */
+async function syncPass(supervisor: WorkflowHandle): Promise<SupervisorStatus> {
+  const before = (await supervisor.query(supervisorStatusQuery)).passes;
+  await supervisor.signal(syncNowSignal);
+  return vi.waitFor(
+    async () => {
+      const s = await supervisor.query(supervisorStatusQuery);
+      if (s.passes <= before) throw new Error('no new pass yet');
+      return s;
+    },
+    { timeout: 120_000, interval: 100 },
+  );
+}
+
+async function historyLength(ref: BudgetRef): Promise<number> {
+  return (await t.env.client.workflow.getHandle(budgetWorkflowId(ref)).fetchHistory()).events?.length ?? 0;
+}
+
 describe('budgetSupervisorWorkflow (time skipping)', () => {
-  it('discovers 100 budgets, starts one workflow each, then finds one added later and one removed', async () => {
+  it('starts one workflow per budget, signals only schedule changes, and ignores spend flushes', async () => {
     const { worker, taskQueue } = await t.worker();
     await worker.runUntil(async () => {
-      const resetAt = new Date(Math.floor((await t.now()).getTime() / DAY) * DAY + DAY).toISOString();
+      const resetAt = new Date(Math.floor((await t.now()).getTime() / DAY) * DAY + 20 * DAY).toISOString();
       for (let i = 0; i < 40; i += 1)
         await insertBudget(t.db.pool, { id: `sv-b${i}`, duration: '30d', resetAt });
       for (let i = 0; i < 20; i += 1)
@@ -22,13 +46,21 @@ describe('budgetSupervisorWorkflow (time skipping)', () => {
         await insertUser(t.db.pool, { id: `sv-u${i}`, duration: '7d', resetAt });
       for (let i = 0; i < 20; i += 1)
         await insertTeam(t.db.pool, { id: `sv-t${i}`, duration: '1h', resetAt });
-      // Rows without a duration are not budgets.
+      // Rows without a duration are not budgets, and a key past `expires` is not reset.
       await insertUser(t.db.pool, { id: 'sv-plain' });
+      await insertKey(t.db.pool, {
+        token: 'sv-expired',
+        duration: '1d',
+        resetAt,
+        expires: '2020-01-01T00:00:00Z',
+      });
+      for (let i = 0; i < 5; i += 1)
+        await insertTag(t.db.pool, { name: `sv-tag${i}`, spend: 1, budgetId: 'sv-b0' });
 
       const supervisor = await t.env.client.workflow.start('budgetSupervisorWorkflow', {
         taskQueue,
         workflowId: supervisorWorkflowId(taskQueue),
-        // Small pages prove the keyset paging.
+        // Small batches prove the batching and the paging of the sweep.
         args: [{ syncIntervalMs: 30_000, fullSweepIntervalMs: 10 * 60_000, pageSize: 7 }],
       });
       const first = await vi.waitFor(
@@ -37,38 +69,68 @@ describe('budgetSupervisorWorkflow (time skipping)', () => {
           if (s.passes < 1) throw new Error('no pass yet');
           return s;
         },
-        { timeout: 60_000, interval: 100 },
+        { timeout: 120_000, interval: 100 },
       );
-      expect(first.lastPass).toMatchObject({ full: true, found: 100, started: 100 });
-      for (const ref of [
+      expect(first.lastPass).toMatchObject({
+        full: true,
+        changed: 100,
+        started: 100,
+        swept: 100,
+        signalled: 0,
+      });
+      const watched: BudgetRef[] = [
         { kind: 'budget', id: 'sv-b0' },
         { kind: 'key', id: 'sv-k19' },
         { kind: 'user', id: 'sv-u7' },
         { kind: 'team', id: 'sv-t3' },
-      ] as const) {
-        const description = await t.env.client.workflow.getHandle(budgetWorkflowId(ref)).describe();
-        expect(description.status.name).toBe('RUNNING');
+      ];
+      for (const ref of watched) {
+        await t.waitForStatus(ref, (s) => s.nextResetAt === resetAt);
       }
+      const before = await Promise.all(watched.map(historyLength));
 
-      // A budget added later, and a duration removed: both noticed through updated_at on the next sync.
+      // LiteLLM's spend flushes: spend and updated_at on every row, many times. Nothing reaches a workflow.
+      for (let flush = 0; flush < 3; flush += 1) {
+        for (const table of [
+          'LiteLLM_VerificationToken',
+          'LiteLLM_UserTable',
+          'LiteLLM_TeamTable',
+          'LiteLLM_TagTable',
+        ])
+          await t.db.pool.query(`UPDATE "${table}" SET spend = spend + 0.01, updated_at = now()`);
+        const pass = await syncPass(supervisor);
+        expect(pass.lastPass).toMatchObject({ changed: 0, started: 0, signalled: 0, ended: 0 });
+      }
+      expect(await Promise.all(watched.map(historyLength))).toEqual(before);
+
+      // Real schedule changes: a new budget, a duration removed, a duration changed, a row deleted, and
+      // budget_reset_at moved by someone else. Each costs one start or one signal.
+      const moved = new Date(Date.parse(resetAt) + 3 * 60 * 60 * 1000).toISOString();
       await insertTeam(t.db.pool, { id: 'sv-late', duration: '1d', resetAt });
+      await t.db.pool.query(`UPDATE "LiteLLM_UserTable" SET budget_duration = NULL WHERE user_id = 'sv-u0'`);
+      await t.db.pool.query(`UPDATE "LiteLLM_UserTable" SET budget_duration = '1d' WHERE user_id = 'sv-u1'`);
+      await t.db.pool.query(`DELETE FROM "LiteLLM_TeamTable" WHERE team_id = 'sv-t0'`);
       await t.db.pool.query(
-        `UPDATE "LiteLLM_UserTable" SET budget_duration = NULL, updated_at = now() + interval '1 second' WHERE user_id = 'sv-u0'`,
+        `UPDATE "LiteLLM_TeamTable" SET budget_reset_at = $1::timestamptz AT TIME ZONE 'UTC' WHERE team_id = 'sv-t3'`,
+        [moved],
       );
-      await supervisor.signal(syncNowSignal);
-      await vi.waitFor(
-        async () => {
-          const s = await supervisor.query(supervisorStatusQuery);
-          if (s.passes < 2) throw new Error('no second pass yet');
-        },
-        { timeout: 60_000, interval: 100 },
-      );
+      const changed = await syncPass(supervisor);
+      expect(changed.lastPass).toMatchObject({ changed: 5, started: 1, signalled: 2, ended: 2 });
       const late = t.env.client.workflow.getHandle(budgetWorkflowId({ kind: 'team', id: 'sv-late' }));
       expect((await late.describe()).status.name).toBe('RUNNING');
       const removed = t.env.client.workflow.getHandle(budgetWorkflowId({ kind: 'user', id: 'sv-u0' }));
       expect(await removed.result()).toMatchObject({ reason: 'duration_removed' });
+      const deleted = t.env.client.workflow.getHandle(budgetWorkflowId({ kind: 'team', id: 'sv-t0' }));
+      expect(await deleted.result()).toMatchObject({ reason: 'row_deleted' });
+      await t.waitForStatus({ kind: 'user', id: 'sv-u1' }, (s) => s.duration === '1d');
+      await t.waitForStatus({ kind: 'team', id: 'sv-t3' }, (s) => s.nextResetAt === moved);
+      // What the workflows wrote back (a new boundary for the new duration) is theirs: no further signal.
+      expect((await syncPass(supervisor)).lastPass).toMatchObject({ changed: 0 });
 
-      // A later full sweep finds every budget again and starts nothing: never two workflows for one budget.
+      // A workflow terminated by hand is started again by the next full sweep; the others are left alone.
+      await t.env.client.workflow
+        .getHandle(budgetWorkflowId({ kind: 'key', id: 'sv-k5' }))
+        .terminate('by hand');
       await t.env.sleep(11 * 60_000);
       const later = await vi.waitFor(
         async () => {
@@ -76,11 +138,29 @@ describe('budgetSupervisorWorkflow (time skipping)', () => {
           if (s.lastFullSweep?.at === first.lastFullSweep?.at) throw new Error('no later full sweep yet');
           return s;
         },
-        { timeout: 60_000, interval: 100 },
+        { timeout: 120_000, interval: 100 },
       );
-      expect(later.lastFullSweep).toMatchObject({ full: true, started: 0 });
-      // The sweep found all 100 budgets (plus rows changed within the watermark overlap, found again).
-      expect(later.lastFullSweep!.found).toBeGreaterThanOrEqual(100);
+      expect(later.lastFullSweep).toMatchObject({ full: true, started: 1, swept: 99 });
+      await t.waitForStatus({ kind: 'key', id: 'sv-k5' }, (s) => s.nextResetAt === resetAt);
+      await supervisor.terminate('test finished');
+    });
+  });
+
+  it('a reset by the workflow itself is not a schedule change', async () => {
+    const { worker, taskQueue } = await t.worker();
+    await worker.runUntil(async () => {
+      const resetAt = new Date(Math.ceil((await t.now()).getTime() / 3_600_000) * 3_600_000).toISOString();
+      await insertTeam(t.db.pool, { id: 'own-reset', duration: '1h', resetAt });
+      const supervisor = await t.env.client.workflow.start('budgetSupervisorWorkflow', {
+        taskQueue,
+        workflowId: supervisorWorkflowId(taskQueue),
+        args: [{ syncIntervalMs: 24 * 60 * 60_000 }],
+      });
+      const ref: BudgetRef = { kind: 'team', id: 'own-reset' };
+      await t.waitForStatus(ref, (s) => s.nextResetAt === resetAt);
+      await t.sleepUntil(resetAt);
+      await t.waitForStatus(ref, (s) => s.cycle === 1);
+      expect((await syncPass(supervisor)).lastPass).toMatchObject({ changed: 0, signalled: 0 });
       await supervisor.terminate('test finished');
     });
   });
