@@ -1,4 +1,4 @@
-import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { Runtime, type LogLevel } from '@temporalio/worker';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -12,6 +12,7 @@ import { freePort } from './provision/ports.js';
 import { connectClient, connectWorker, type TemporalTarget } from './temporal/connection.js';
 import { registerSearchAttributes } from './temporal/register-search-attributes.js';
 import { BudgetStateKey } from './temporal/search-attributes.js';
+import { BUDGET_WORKFLOW_TYPE } from './temporal/budget-workflows.js';
 import { createBudgetWorker } from './worker.js';
 import {
   budgetSupervisorWorkflow,
@@ -155,17 +156,44 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
   }
 }
 
-/** Starts the supervisor unless it already runs (one per namespace and task queue). */
+/** The supervisor's code release, kept in its memo. */
+export const SUPERVISOR_RELEASE = '0.2';
+
+/**
+ * Starts the supervisor unless it already runs (one per namespace and task queue). The supervisor keeps no state
+ * worth carrying (what it knows lives in `budget_sync`), so a supervisor of an older release, whose history the
+ * current code may not replay, is replaced rather than migrated: bump {@link SUPERVISOR_RELEASE} whenever its
+ * code changes what it does.
+ */
 export async function ensureSupervisor(
   client: Client,
   taskQueue: string,
   args: SupervisorArgs,
 ): Promise<void> {
+  const workflowId = supervisorWorkflowId(taskQueue);
+  const running = await client.workflow
+    .getHandle(workflowId)
+    .describe()
+    .catch((error: unknown) => {
+      if (error instanceof WorkflowNotFoundError) return undefined;
+      throw error;
+    });
+  if (running?.status.name === 'RUNNING') {
+    const memo = await running.memo;
+    if (memo?.release === SUPERVISOR_RELEASE) return;
+    await client.workflow
+      .getHandle(workflowId)
+      .terminate(`replaced by the release ${SUPERVISOR_RELEASE} supervisor`)
+      .catch((error: unknown) => {
+        if (!(error instanceof WorkflowNotFoundError)) throw error;
+      });
+  }
   await client.workflow.start(budgetSupervisorWorkflow, {
     taskQueue,
-    workflowId: supervisorWorkflowId(taskQueue),
+    workflowId,
     args: [args],
     workflowIdConflictPolicy: 'USE_EXISTING',
+    memo: { release: SUPERVISOR_RELEASE },
     staticSummary: 'Discovers LiteLLM budgets and keeps one reset workflow per budget',
   });
 }
@@ -174,7 +202,7 @@ async function countBudgetsByState(client: Client, taskQueue: string): Promise<R
   const counts: Record<string, number> = {};
   for (const state of ['active', 'paused', 'invalid']) {
     const { count } = await client.workflow.count(
-      `WorkflowType = 'budgetWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${taskQueue}' AND ${BudgetStateKey.name} = '${state}'`,
+      `WorkflowType = '${BUDGET_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' AND TaskQueue = '${taskQueue}' AND ${BudgetStateKey.name} = '${state}'`,
     );
     counts[state] = count;
   }

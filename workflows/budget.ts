@@ -202,8 +202,9 @@ class BudgetEntity {
         continue;
       }
       if (this.schedule.kind === 'removed') return this.finish(this.schedule.result);
-      if (this.continueAsNewDue()) {
-        if (!this.pending.some((p) => p.source === 'update')) return this.continueAsNew();
+      if (this.continueAsNewDue() && !this.callerWaits()) {
+        await this.continueAsNewWhenIdle();
+        continue;
       }
       if (this.pending.length > 0) {
         await this.runForced();
@@ -459,12 +460,18 @@ class BudgetEntity {
     return result;
   }
 
+  /** A `resetNow` caller waits for a reset of this run (it must be answered before the run ends). */
+  private callerWaits(): boolean {
+    return this.pending.some((p) => p.source === 'update');
+  }
+
   /**
-   * Continues as new carrying all state and the forced resets asked for by signal. Called only when no update
-   * waits on a reset of this run; a handler still running (pause, resume) finishes first.
+   * Continues as new carrying all state and the forced resets asked for by signal, once every handler has
+   * finished. Returns (without continuing) if a `resetNow` arrives meanwhile: the loop answers it first.
    */
-  private async continueAsNew(): Promise<never> {
-    await condition(allHandlersFinished);
+  private async continueAsNewWhenIdle(): Promise<void> {
+    await condition(() => allHandlersFinished() || this.callerWaits());
+    if (this.callerWaits()) return;
     const carried: CarriedState = {
       cycle: this.cycle,
       lastReset: this.lastReset,
@@ -477,7 +484,7 @@ class BudgetEntity {
       problem: this.problem,
       knownDuration: this.knownDuration,
     };
-    return continueAsNew<typeof budgetEntityWorkflow>({
+    await continueAsNew<typeof budgetEntityWorkflow>({
       kind: this.ref.kind,
       id: this.ref.id,
       maxHistoryEvents: this.args.maxHistoryEvents,

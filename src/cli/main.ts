@@ -20,6 +20,7 @@ import {
   NextResetAtKey,
   ResetCountKey,
 } from '../temporal/search-attributes.js';
+import { BUDGET_WORKFLOW_TYPE } from '../temporal/budget-workflows.js';
 import { runWorkerProcess } from '../worker-process.js';
 import { DatabaseUnreachableError, EXIT, explain } from './errors.js';
 import { formatRecord, formatTable } from './output.js';
@@ -97,12 +98,12 @@ program
   .option('--concurrency <n>', 'activities run at once', positiveInt)
   .option(
     '--sync-interval <duration>',
-    'how often the supervisor looks for changed rows, e.g. 30s',
+    'how often the supervisor looks for schedule changes, e.g. 30s',
     durationMs,
   )
   .option(
     '--full-sweep-interval <duration>',
-    'how often the supervisor sweeps every row, e.g. 10m',
+    'how often the supervisor starts any missing workflow (one call per budget), e.g. 24h',
     durationMs,
   )
   .option('--no-supervisor', 'do not start the supervisor (another worker runs it)')
@@ -252,7 +253,7 @@ program
   .addOption(new Option('--kind <kind>', 'only budgets of this kind').choices([...BUDGET_KINDS]))
   .option('--limit <n>', 'at most this many', positiveInt, 200)
   .action(async (opts: { dueWithin?: number; state?: string; kind?: string; limit: number }) => {
-    const clauses = [`WorkflowType = 'budgetWorkflow'`];
+    const clauses = [`WorkflowType = '${BUDGET_WORKFLOW_TYPE}'`];
     clauses.push(opts.state === 'removed' ? `ExecutionStatus != 'Running'` : `ExecutionStatus = 'Running'`);
     if (opts.state && opts.state !== 'removed') clauses.push(`${BudgetStateKey.name} = '${opts.state}'`);
     if (opts.kind) clauses.push(`${BudgetKindKey.name} = '${opts.kind}'`);

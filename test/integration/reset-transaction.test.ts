@@ -243,6 +243,44 @@ describe('resetBudget transaction', () => {
     expect(rowCount).toBe(0);
   });
 
+  it('records lateness as the reset commits, not as the workflow woke (an outage delayed it)', async () => {
+    // The workflow woke 195 ms after the boundary, then PostgreSQL was down: the commit comes 16 s after it.
+    const due16s = new Date(Date.now() - 16_000).toISOString();
+    await insertBudget(db.pool, { id: `${p}-a`, duration: '1d', resetAt: due16s });
+    const a = await reset(
+      request({
+        kind: 'budget',
+        id: `${p}-a`,
+        expectedResetAt: due16s,
+        periodEnd: due16s,
+        lateByMs: 195,
+        dueAt: due16s,
+      }),
+    );
+    expect(a).toMatchObject({ outcome: 'reset', trigger: 'schedule' });
+    expect(a.outcome === 'reset' && a.lateByMs).toBeGreaterThanOrEqual(16_000);
+    // Past the grace the same reset is a catch-up, in the result and in the audit.
+    const due90s = new Date(Date.now() - 90_000).toISOString();
+    await insertBudget(db.pool, { id: `${p}-b`, duration: '1d', resetAt: due90s });
+    const b = await reset(
+      request({
+        kind: 'budget',
+        id: `${p}-b`,
+        expectedResetAt: due90s,
+        periodEnd: due90s,
+        lateByMs: 195,
+        dueAt: due90s,
+      }),
+    );
+    expect(b).toMatchObject({ outcome: 'reset', trigger: 'catch_up' });
+    const { rows } = await db.pool.query<{ trigger: string; late_by_ms: string }>(
+      `SELECT trigger, late_by_ms FROM budget_lifecycle.reset_log WHERE budget_id = $1`,
+      [`${p}-b`],
+    );
+    expect(rows[0]?.trigger).toBe('catch_up');
+    expect(Number(rows[0]?.late_by_ms)).toBeGreaterThanOrEqual(90_000);
+  });
+
   it('lets exactly one of two concurrent resets of the same boundary win', async () => {
     await insertBudget(db.pool, { id: `${p}-tier`, duration: '1d', resetAt: BOUNDARY });
     await insertTag(db.pool, { name: `${p}-tag`, spend: 3, budgetId: `${p}-tier` });

@@ -15,14 +15,17 @@ useBudgetTestEnv((env) => (t = env));
 
 const DAY = 24 * 60 * 60 * 1000;
 
-/** Asks for a pass now and waits until it has run (real time; workflow time does not move). */
+/**
+ * Asks for a pass now and waits for one that started after the request (a pass already running when the signal
+ * arrives does not count; real time, workflow time does not move).
+ */
 async function syncPass(supervisor: WorkflowHandle): Promise<SupervisorStatus> {
-  const before = (await supervisor.query(supervisorStatusQuery)).passes;
+  const askedAt = (await t.now()).getTime();
   await supervisor.signal(syncNowSignal);
   return vi.waitFor(
     async () => {
       const s = await supervisor.query(supervisorStatusQuery);
-      if (s.passes <= before) throw new Error('no new pass yet');
+      if (!s.lastPass || Date.parse(s.lastPass.at) < askedAt) throw new Error('no new pass yet');
       return s;
     },
     { timeout: 120_000, interval: 100 },
@@ -161,6 +164,41 @@ describe('budgetSupervisorWorkflow (time skipping)', () => {
       await t.sleepUntil(resetAt);
       await t.waitForStatus(ref, (s) => s.cycle === 1);
       expect((await syncPass(supervisor)).lastPass).toMatchObject({ changed: 0, signalled: 0 });
+      await supervisor.terminate('test finished');
+    });
+  });
+
+  it('reads an invalid row once: later passes neither signal it nor log it again', async () => {
+    const { worker, taskQueue } = await t.worker();
+    await worker.runUntil(async () => {
+      await insertUser(t.db.pool, { id: 'bad-duration', duration: '2mo' });
+      const supervisor = await t.env.client.workflow.start('budgetSupervisorWorkflow', {
+        taskQueue,
+        workflowId: supervisorWorkflowId(taskQueue),
+        args: [{ syncIntervalMs: 24 * 60 * 60_000 }],
+      });
+      const ref: BudgetRef = { kind: 'user', id: 'bad-duration' };
+      await t.waitForStatus(ref, (s) => s.state === 'invalid');
+      const events = await historyLength(ref);
+      for (let i = 0; i < 3; i += 1) {
+        await t.db.pool.query(
+          `UPDATE "LiteLLM_UserTable" SET spend = spend + 1, updated_at = now() WHERE user_id = 'bad-duration'`,
+        );
+        const pass = await syncPass(supervisor);
+        const known = (
+          await t.db.pool.query(
+            'SELECT budget_kind, budget_id, duration, reset_at FROM budget_lifecycle.budget_sync',
+          )
+        ).rows;
+        expect(pass.lastPass, JSON.stringify(known)).toMatchObject({ changed: 0 });
+      }
+      expect(await historyLength(ref)).toBe(events);
+      // Fixing the row is a change: the workflow hears of it once and recovers.
+      await t.db.pool.query(
+        `UPDATE "LiteLLM_UserTable" SET budget_duration = '1d' WHERE user_id = 'bad-duration'`,
+      );
+      expect((await syncPass(supervisor)).lastPass).toMatchObject({ changed: 1, signalled: 1 });
+      await t.waitForStatus(ref, (s) => s.state === 'active' && s.nextResetAt !== null);
       await supervisor.terminate('test finished');
     });
   });
