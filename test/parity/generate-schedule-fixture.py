@@ -1,4 +1,4 @@
-"""Writes the schedule fixture: LiteLLM's own answers for thousands of budget schedules.
+"""Writes the parity fixtures: LiteLLM's own answers for thousands of budget schedules, and its cache facts.
 
 Run through `test/parity/generate-schedule-fixture.sh`, which installs the pinned LiteLLM and tzdata into a
 cached virtualenv. Every answer comes from LiteLLM's real functions:
@@ -7,10 +7,12 @@ cached virtualenv. Every answer comes from LiteLLM's real functions:
   `compute_budget_reset_at` (proxy/common_utils/timezone_utils.py) makes, with `now` passed in instead of
   read from the clock;
 - `budget_duration_error` (timezone_utils.py): whether LiteLLM's API stores the duration at all;
-- `parse_budget_reset_time` (timezone_utils.py): what `litellm_settings.budget_reset_time` accepts.
+- `parse_budget_reset_time` (timezone_utils.py): what `litellm_settings.budget_reset_time` accepts;
+- the second file: the invalidation channel, the global proxy spend cache key, and the exact message
+  `auth_cache_invalidation_pubsub.py` publishes for a few awkward keys.
 
 The cases are generated from a fixed seed, so a rerun with the same versions writes the same file.
-Usage: python generate-schedule-fixture.py OUTPUT.json
+Usage: python generate-schedule-fixture.py SCHEDULE.json CACHE.json
 """
 
 import json
@@ -21,7 +23,12 @@ from datetime import date, datetime, time, timedelta, timezone
 from importlib.metadata import version
 from zoneinfo import ZoneInfo
 
+from litellm.constants import GLOBAL_PROXY_SPEND_CACHE_KEY, LITELLM_PROXY_BUDGET_NAME
 from litellm.litellm_core_utils.duration_parser import get_next_standardized_reset_time
+from litellm.proxy.common_utils.auth_cache_invalidation_pubsub import (
+    AUTH_CACHE_INVALIDATION_CHANNEL,
+    _cache_invalidation_message_json,
+)
 from litellm.proxy.common_utils.timezone_utils import budget_duration_error, parse_budget_reset_time
 
 # LiteLLM warns on every unreadable duration; thousands of those lines say nothing here.
@@ -190,6 +197,20 @@ def main() -> None:
         out.write(",\n".join("    " + json.dumps(c) for c in cases))
         out.write("\n  ]\n}\n")
     print(f"{len(cases)} cases written to {sys.argv[1]}")
+
+    awkward_keys = ["spend:tag:tenant:acme", "tag:\u00fcn\u00efc\u00f8d\u00e9 \U0001f680", 'a b "c" \'d\'', "back\\slash",
+                    "tab\tnew\nline", "del\x7f", GLOBAL_PROXY_SPEND_CACHE_KEY]
+    cache = {
+        "generator": "test/parity/generate-schedule-fixture.py",
+        "litellm": version("litellm"),
+        "channel": AUTH_CACHE_INVALIDATION_CHANNEL,
+        "globalProxySpendCacheKey": GLOBAL_PROXY_SPEND_CACHE_KEY,
+        "proxyBudgetName": LITELLM_PROXY_BUDGET_NAME,
+        "messages": [[key, _cache_invalidation_message_json(key)] for key in awkward_keys],
+    }
+    with open(sys.argv[2], "w", encoding="utf-8") as out:
+        json.dump(cache, out, indent=2)
+        out.write("\n")
 
 
 def reset_time_answer(raw: str) -> dict:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates test/parity/fixtures/schedule-litellm-<version>.json from LiteLLM's own code.
+# Regenerates test/parity/fixtures/{schedule,cache}-litellm-<version>.json from LiteLLM's own code.
 #
 #   npm run parity:fixture                     # LiteLLM 1.108.14 (the version we are compatible with)
 #   LITELLM_VERSION=1.110.2 npm run parity:fixture
@@ -16,6 +16,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${BUDGET_LIFECYCLE_CACHE:-$HOME/.cache/budget-lifecycle}"
 venv="$cache/litellm-$LITELLM_VERSION-tzdata-$TZDATA_VERSION-venv"
 out="$here/fixtures/schedule-litellm-$LITELLM_VERSION.json"
+cache_out="$here/fixtures/cache-litellm-$LITELLM_VERSION.json"
 
 node_tz="$(node -p 'process.versions.tz' 2>/dev/null || echo unknown)"
 echo "Node's time-zone data: $node_tz; PyPI tzdata: $TZDATA_VERSION (2025.3 is 2025c)"
@@ -31,4 +32,4 @@ fi
 
 mkdir -p "$here/fixtures"
 # LiteLLM fetches a model price list at import; the packaged copy is enough and needs no network.
-LITELLM_LOCAL_MODEL_COST_MAP=True PYTHONTZPATH='' "$venv/bin/python" "$here/generate-schedule-fixture.py" "$out"
+LITELLM_LOCAL_MODEL_COST_MAP=True PYTHONTZPATH='' "$venv/bin/python" "$here/generate-schedule-fixture.py" "$out" "$cache_out"
