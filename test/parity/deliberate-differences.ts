@@ -113,7 +113,7 @@ export const DELIBERATE_DIFFERENCES: readonly DeliberateDifference[] = [
     reason:
       'Now is the second pass of a repeated local hour (clocks went back): LiteLLM compares wall clocks and can ' +
       'name a time already passed once, resetting twice; we go by the highest the clock has read, so once.',
-    explains: (c, ours) => c.fold === 1 && after(ours, c.now),
+    explains: (c, ours) => c.fold === 1 && after(ours, c.now) && after(ours, c.at),
   },
   {
     name: 'non-ascii-digits',
