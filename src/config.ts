@@ -15,7 +15,10 @@ export interface Config {
   readonly redisNamespace?: string;
   /** `BUDGET_TASK_QUEUE`, default `budget-lifecycle`. */
   readonly taskQueue: string;
-  /** `BUDGET_RESET_TIMEZONE` (IANA, default `UTC`) and `BUDGET_RESET_TIME` (`HH:MM`, default `00:00`). */
+  /**
+   * `BUDGET_RESET_TIMEZONE` (IANA, default `UTC`) and `BUDGET_RESET_TIME` (default `00:00`; `HH:MM` or
+   * `HH:MM:SS`, one or two digits each like LiteLLM's `budget_reset_time`, so `7:5` is `07:05`).
+   */
   readonly schedule: ScheduleOptions;
   /** `BUDGET_ROLLOVER` (`true`/`false`, default false): LiteLLM's `budget_rollover`. */
   readonly rollover: boolean;

@@ -15,7 +15,7 @@ export type EntityTypeName =
 
 /** The Redis keys LiteLLM caches one entity under (before any namespace). */
 export interface EntityCacheKeys {
-  /** Spend counter read before the database by budget checks; set to the new spend after a reset. */
+  /** Spend counter read before the database by budget checks; deleted after a reset (LiteLLM reseeds it). */
   readonly counter?: string;
   /** Cached objects to delete so the next request reloads them from the database. */
   readonly objects: readonly string[];
@@ -43,8 +43,14 @@ export interface EntityType {
 /** Rows of a key that is past `expires` are left alone (LiteLLM does not reset expired keys). */
 const KEY_NOT_EXPIRED = `(t."expires" IS NULL OR t."expires" > (params.period_end AT TIME ZONE 'UTC'))`;
 
-/** The proxy-wide budget is the user row with this id (LiteLLM's `litellm_proxy_admin_name`). */
+/** The proxy-wide budget is the user row with this id (LiteLLM's `LITELLM_PROXY_BUDGET_NAME`). */
 export const PROXY_BUDGET_USER_ID = 'litellm-proxy-budget';
+
+/**
+ * LiteLLM's `GLOBAL_PROXY_SPEND_CACHE_KEY` (`f"{LITELLM_PROXY_ADMIN_NAME}:spend"`): the cached spend of the
+ * whole proxy, which its reset job drops after resetting the proxy budget row.
+ */
+export const GLOBAL_PROXY_SPEND_CACHE_KEY = 'default_user_id:spend';
 
 /** The registry, in the order a tier reset visits tables (a fixed order keeps row locks in a fixed order). */
 export const ENTITY_TYPES: readonly EntityType[] = [
@@ -64,7 +70,7 @@ export const ENTITY_TYPES: readonly EntityType[] = [
     tierLinked: false,
     cacheKeys: ([userId]) => ({
       counter: `spend:user:${userId}`,
-      objects: userId === PROXY_BUDGET_USER_ID ? [`${userId}`, 'default_user_id:spend'] : [`${userId}`],
+      objects: userId === PROXY_BUDGET_USER_ID ? [`${userId}`, GLOBAL_PROXY_SPEND_CACHE_KEY] : [`${userId}`],
     }),
   },
   {

@@ -1,7 +1,12 @@
 /**
- * LiteLLM's calendar-aligned budget reset boundaries (/work/shared/LITELLM.md, "Durations and reset
- * boundaries"), as pure functions of their arguments so workflow code can call them during replay: no clock,
- * no randomness, no I/O; luxon only supplies time-zone offsets.
+ * LiteLLM's calendar-aligned budget reset boundaries (LiteLLM 1.108.14's `get_next_standardized_reset_time`
+ * in `litellm_core_utils/duration_parser.py`), as pure functions of their arguments so workflow code can call
+ * them during replay: no clock, no randomness, no I/O; luxon only supplies time-zone offsets.
+ * `test/parity/` compares them with LiteLLM's own functions case by case.
+ *
+ * The grammar is what LiteLLM's scheduler reads, not what its API documents (see `parseDuration`): an alias,
+ * else digits and lowercase letters at the start of the text with anything after them ignored, else (or with
+ * a unit it does not know) "daily at local midnight". Only what LiteLLM itself cannot schedule is invalid.
  *
  * The rules, applied literally to the local clock reading of `from` (zone and reset time from the options;
  * hours, minutes and seconds ignore the reset time). The result is the first candidate after `from`:
@@ -10,6 +15,8 @@
  * - `30d`, `1mo`: the 1st of this month at the reset time, else the 1st of next month;
  * - any other `Nd`, `Nw`: midnight of `from`'s day + N days (7N) at the reset time (`3d` on the 15th: 18th);
  * - `Nh`: midnight of `from`'s day + kN hours, k = 1, 2, ... (`5h` at 23:10: 01:00; `36h`: tomorrow 12:00);
+ *   LiteLLM wraps a result 48 h or more past midnight to tomorrow at (hour mod 24), making `72h` daily: a
+ *   bug we do not copy (the README lists every deliberate difference);
  * - `Nm`: the start of `from`'s hour + kN minutes (`90m` at 10:20: 11:30); `Ns`: its minute + kN seconds.
  *
  * Only stepping from boundary to boundary is meaningful (the workflow steps b -> nextBoundary(b), starting
@@ -46,9 +53,17 @@ export interface BudgetDuration {
   readonly unit: DurationUnit;
   /** The value as written, e.g. `daily` or `30d`. */
   readonly text: string;
+  /**
+   * Set when LiteLLM reads the text otherwise than it looks (`1hour`: daily at midnight; `1h30m`: `1h`): what
+   * it does, for status and logs. Absent for the documented forms (`<N><unit>` and the aliases).
+   */
+  readonly note?: string;
 }
 
-/** Where day, week and month boundaries fall: an IANA zone and a local `HH:MM` (24-hour) reset time. */
+/**
+ * Where day, week and month boundaries fall: an IANA zone and a local 24-hour reset time, `HH:MM` or
+ * `HH:MM:SS` (`validateScheduleOptions` also accepts LiteLLM's `7:5` and returns `07:05`).
+ */
 export interface ScheduleOptions {
   readonly timeZone: string;
   readonly resetTime: string;
@@ -57,7 +72,7 @@ export interface ScheduleOptions {
 /** LiteLLM's default: midnight UTC. */
 export const DEFAULT_SCHEDULE: ScheduleOptions = Object.freeze({ timeZone: 'UTC', resetTime: '00:00' });
 
-/** A `budget_duration` LiteLLM could not compute a reset time for (zero, `2mo`, `1D`, ...). */
+/** A `budget_duration` LiteLLM itself cannot schedule (`2mo`, a zero amount, past year 9999). */
 export class InvalidDurationError extends Error {
   override name = 'InvalidDurationError';
 }
@@ -78,8 +93,12 @@ const UNIT_MS: Readonly<Record<Exclude<DurationUnit, 'mo'>, number>> = {
   d: DAY,
   w: 7 * DAY,
 };
-/** Nothing resets less often than every ten years: a longer value is a typo, and huge N lose precision. */
-const MAX_SPAN_DAYS = 3660;
+/**
+ * LiteLLM stores reset times as Python datetimes, which end with year 9999: a boundary after that is one it
+ * cannot compute (`OverflowError`), and no step may be longer than the years between 1970 and then.
+ */
+const END_OF_TIME = Date.UTC(10000, 0, 1);
+const MAX_STEP_MS = END_OF_TIME;
 /** A Monday (1970-01-05 00:00 on the wall-clock axis): where weeks start. */
 const MONDAY = 4 * DAY;
 /** catchUp steps boundary by boundary up to this many (some 15 ms); beyond it, it jumps. */
@@ -91,44 +110,108 @@ const ALIASES: ReadonlyMap<string, readonly [number, DurationUnit]> = new Map([
   ['weekly', [7, 'd']],
   ['monthly', [30, 'd']],
 ]);
-const DURATION_FORM = /^(\d+)(mo|s|m|h|d|w)$/;
-const RESET_TIME_FORM = /^([01]\d|2[0-3]):([0-5]\d)$/;
+const UNITS: ReadonlySet<string> = new Set<DurationUnit>(['s', 'm', 'h', 'd', 'w', 'mo']);
+/** LiteLLM's `_parse_duration`: `re.match(r"(\d+)([a-z]+)")`, anchored at the start only. */
+const SCHEDULER_FORM = /^(\d+)([a-z]+)/;
+/** What Python's `str.strip()` removes (`str.isspace()`); LiteLLM strips only to look up an alias. */
+const PY_SPACE =
+  '[\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]';
+const PY_STRIP = new RegExp(`^${PY_SPACE}+|${PY_SPACE}+$`, 'g');
+/** LiteLLM's `budget_reset_time`: `strptime` with `%H:%M` or `%H:%M:%S` (one or two digits each). */
+const RESET_TIME_FORM = /^(2[0-3]|[01]\d|\d):([0-5]\d|\d)(?::([0-5]\d|\d))?$/;
 const ACCEPTED =
-  'expected <N>s, <N>m, <N>h, <N>d, <N>w, 1mo, or hourly|daily|weekly|monthly (N a positive whole number)';
+  'use <N>s, <N>m, <N>h, <N>d, <N>w, 1mo, or hourly|daily|weekly|monthly (N a positive whole number)';
 
-function invalidDuration(text: string, why?: string): InvalidDurationError {
-  return new InvalidDurationError(`Invalid budget_duration "${text}": ${why ? `${why}; ` : ''}${ACCEPTED}`);
+function invalidDuration(text: string, why: string): InvalidDurationError {
+  return new InvalidDurationError(`Invalid budget_duration "${text}": ${why}; ${ACCEPTED}`);
 }
 
-/** Parses a `budget_duration` (aliases any case, units lowercase, surrounding spaces ignored). */
+/** LiteLLM's fallback for text its scheduler cannot read: the next local midnight, every day (= `24h`). */
+function dailyAtMidnight(text: string, why: string): BudgetDuration {
+  return { amount: 24, unit: 'h', text, note: `${why}, so LiteLLM resets it daily at local midnight` };
+}
+
+/**
+ * Parses a `budget_duration` the way LiteLLM's reset job reads it (`get_next_standardized_reset_time`):
+ * - an alias, any case, surrounding spaces ignored: `hourly` = `1h`, `daily` = `24h`, `weekly` = `7d`,
+ *   `monthly` = `30d`;
+ * - else digits and lowercase letters at the start, anything after them ignored: `1h30m` is `1h`, `1d x` is
+ *   `1d` (each with a `note`);
+ * - else, or when those letters are no unit (`1days`, `1min`, `1ms`, `1hour`, `1month`, `1dx`, `1D`, `1.5h`,
+ *   `1 d`, empty text), the next local midnight every day, whatever the reset time: `24h`, with a `note`. LiteLLM's
+ *   API refuses some of these and stores others (its own check reads `1ms` as one minute and `1month` as a
+ *   month), but its job resets all of them daily at midnight, and so do we.
+ * Invalid (`InvalidDurationError`, the message says what to write instead) only where LiteLLM cannot compute
+ * a reset itself: `Nmo` with N other than 1, a step past year 9999, and a zero amount (LiteLLM makes such a
+ * budget due on every run of its job, which its own API refuses).
+ */
 export function parseDuration(value: string): BudgetDuration {
   // Rows come from a database that LiteLLM and people write to: do not trust the static type.
-  if (typeof value !== 'string') throw invalidDuration(String(value));
-  const trimmed = value.trim();
-  const alias = ALIASES.get(trimmed.toLowerCase());
+  if (typeof value !== 'string') throw invalidDuration(String(value), 'not text');
+  const alias = ALIASES.get(value.replace(PY_STRIP, '').toLowerCase());
   if (alias) return checkDuration({ amount: alias[0], unit: alias[1], text: value });
-  const match = DURATION_FORM.exec(trimmed);
-  if (!match?.[1] || !match[2]) throw invalidDuration(value);
-  return checkDuration({ amount: Number(match[1]), unit: match[2] as DurationUnit, text: value });
+  const match = SCHEDULER_FORM.exec(value);
+  const [read, digits, letters] = match ?? [];
+  if (read === undefined || digits === undefined || letters === undefined) {
+    return dailyAtMidnight(value, 'LiteLLM cannot read it (digits then a lowercase unit at the start)');
+  }
+  if (!UNITS.has(letters)) return dailyAtMidnight(value, `LiteLLM knows no unit "${letters}"`);
+  const note = read.length < value.length ? `LiteLLM reads only "${read}"` : undefined;
+  return checkDuration({
+    amount: Number(digits),
+    unit: letters as DurationUnit,
+    text: value,
+    ...(note === undefined ? {} : { note }),
+  });
 }
 
-/** Rejects what LiteLLM cannot compute; also guards durations built by hand rather than parsed. */
+/** Rejects what LiteLLM cannot schedule; also guards durations built by hand rather than parsed. */
 function checkDuration(d: BudgetDuration): BudgetDuration {
-  if (!Number.isSafeInteger(d.amount) || d.amount < 1) throw invalidDuration(d.text);
+  if (!Number.isInteger(d.amount) || d.amount < 0) throw invalidDuration(d.text, 'not a whole number');
+  if (d.amount === 0) {
+    throw invalidDuration(
+      d.text,
+      "zero makes the budget due on every run of LiteLLM's job (its API refuses it)",
+    );
+  }
   if (d.unit === 'mo') {
-    if (d.amount !== 1) throw invalidDuration(d.text, 'only 1mo is supported');
+    if (d.amount !== 1) throw invalidDuration(d.text, 'only 1mo is supported, as in LiteLLM');
     return d;
   }
   const unitMs = UNIT_MS[d.unit] as number | undefined;
-  if (unitMs === undefined) throw invalidDuration(d.text);
-  if (d.amount * unitMs > MAX_SPAN_DAYS * DAY) throw invalidDuration(d.text, 'longer than 10 years');
+  if (unitMs === undefined) throw invalidDuration(d.text, `unknown unit "${String(d.unit)}"`);
+  if (!Number.isSafeInteger(d.amount) || d.amount * unitMs >= MAX_STEP_MS) {
+    throw invalidDuration(d.text, 'its resets would fall after year 9999, which LiteLLM cannot store');
+  }
   return d;
 }
 
-/** Checks the zone and reset time, returning the options unchanged. */
+/**
+ * Milliseconds after local midnight of a reset time as LiteLLM's `budget_reset_time` accepts it: `HH:MM` or
+ * `HH:MM:SS`, 24-hour, one or two digits each (`7:5` is 07:05). Throws InvalidScheduleOptionsError.
+ */
+export function parseResetTime(text: string): number {
+  const match = typeof text === 'string' ? RESET_TIME_FORM.exec(text) : null;
+  if (!match) {
+    throw new InvalidScheduleOptionsError(
+      `Invalid reset time "${String(text)}": expected HH:MM or HH:MM:SS, 24-hour (00:00 to 23:59:59)`,
+    );
+  }
+  return Number(match[1]) * HOUR + Number(match[2]) * MINUTE + Number(match[3] ?? 0) * SECOND;
+}
+
+/** `HH:MM`, or `HH:MM:SS` when the seconds are not zero. */
+function formatResetTime(ms: number): string {
+  const two = (n: number): string => String(n).padStart(2, '0');
+  const hhmm = `${two(Math.floor(ms / HOUR))}:${two(Math.floor(ms / MINUTE) % 60)}`;
+  const seconds = Math.floor(ms / SECOND) % 60;
+  return seconds === 0 ? hhmm : `${hhmm}:${two(seconds)}`;
+}
+
+/** Checks the zone and reset time; returns them with the reset time written `HH:MM` (`HH:MM:SS`). */
 export function validateScheduleOptions(opts: ScheduleOptions): ScheduleOptions {
-  resolveSchedule(opts);
-  return { timeZone: opts.timeZone, resetTime: opts.resetTime };
+  const { resetMs } = resolveSchedule(opts);
+  return { timeZone: opts.timeZone, resetTime: formatResetTime(resetMs) };
 }
 
 function resolveSchedule(opts: ScheduleOptions): { zone: IANAZone; resetMs: number } {
@@ -140,13 +223,7 @@ function resolveSchedule(opts: ScheduleOptions): { zone: IANAZone; resetMs: numb
       `Unknown time zone "${String(timeZone)}": use an IANA name such as Europe/London`,
     );
   }
-  const match = typeof resetTime === 'string' ? RESET_TIME_FORM.exec(resetTime) : null;
-  if (!match) {
-    throw new InvalidScheduleOptionsError(
-      `Invalid reset time "${String(resetTime)}": expected HH:MM (24-hour, 00:00 to 23:59)`,
-    );
-  }
-  return { zone, resetMs: Number(match[1]) * HOUR + Number(match[2]) * MINUTE };
+  return { zone, resetMs: parseResetTime(resetTime) };
 }
 
 /** The first reset boundary strictly after `from`, by LiteLLM's calendar-aligned rules. */
@@ -156,7 +233,18 @@ export function nextBoundary(
   opts: ScheduleOptions = DEFAULT_SCHEDULE,
 ): Date {
   const { zone, rule } = prepare(duration, opts);
-  return new Date(boundaryAfter(zone, rule, instant(from)).at);
+  return new Date(beforeEndOfTime(duration, boundaryAfter(zone, rule, instant(from)).at));
+}
+
+/** LiteLLM raises OverflowError for a reset after year 9999 (it wraps hours instead: not copied, see README). */
+function beforeEndOfTime(duration: BudgetDuration, at: number): number {
+  if (!(at < END_OF_TIME)) {
+    throw invalidDuration(
+      duration.text,
+      'its next reset would fall after year 9999, which LiteLLM cannot store',
+    );
+  }
+  return at;
 }
 
 /**
@@ -198,7 +286,11 @@ export function catchUp(
       next = boundaryAfter(zone, rule, latest.at);
     }
   }
-  return { latest: new Date(latest.at), missedPeriods, next: new Date(next.at) };
+  return {
+    latest: new Date(latest.at),
+    missedPeriods,
+    next: new Date(beforeEndOfTime(duration, next.at)),
+  };
 }
 
 /**
@@ -214,11 +306,13 @@ export function addPeriod(
   const { zone } = resolveSchedule(opts);
   const { amount, unit } = checkDuration(duration);
   const start = instant(from);
-  if (unit === 's' || unit === 'm' || unit === 'h') return new Date(start + amount * UNIT_MS[unit]);
+  if (unit === 's' || unit === 'm' || unit === 'h') {
+    return new Date(beforeEndOfTime(duration, start + amount * UNIT_MS[unit]));
+  }
   const local = DateTime.fromMillis(start, { zone });
   const shifted =
     unit === 'mo' ? local.plus({ months: amount }) : local.plus({ days: amount * (unit === 'w' ? 7 : 1) });
-  return shifted.toJSDate();
+  return new Date(beforeEndOfTime(duration, shifted.toMillis()));
 }
 
 function instant(date: Date): number {

@@ -53,6 +53,9 @@ function positiveInt(value: string): number {
 function durationMs(value: string): number {
   try {
     const d = parseDuration(value);
+    // LiteLLM's lenient readings (`1min` is daily at midnight) are for its rows, not for our own flags.
+    if (d.note)
+      throw new Error(`"${value}" is not a duration: ${d.note}; use <N>s, <N>m, <N>h, <N>d or <N>w`);
     const unitMs = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000, mo: 2_592_000_000 }[
       d.unit
     ];

@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INVALIDATION_CHANNEL, invalidateResetCaches } from '../../src/cache/invalidation.js';
 import { existingTables, resetBudgetTransaction } from '../../src/db/reset-transaction.js';
+import { GLOBAL_PROXY_SPEND_CACHE_KEY } from '../../src/entities.js';
 import { scheduledReset } from '../helpers/reset-requests.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import {
@@ -86,17 +87,42 @@ describe('invalidateCaches', () => {
 
     const messages = await collect(`${ns}:${INVALIDATION_CHANNEL}`, 2, async () => {
       const result = await invalidateResetCaches(db.pool, redis, ns, resetId);
-      expect(result).toEqual({ entities: 1, countersSet: 1, objectsInvalidated: 1, messagesPublished: 2 });
+      expect(result).toEqual({
+        entities: 1,
+        countersDeleted: 1,
+        objectsInvalidated: 1,
+        messagesPublished: 2,
+      });
     });
     expect(await redis.exists(`${ns}:tag:${tag}`)).toBe(0);
-    expect(await redis.get(`${ns}:spend:tag:${tag}`)).toBe('0.0');
-    const ttl = await redis.ttl(`${ns}:spend:tag:${tag}`);
-    expect(ttl).toBeGreaterThan(0);
-    expect(ttl).toBeLessThanOrEqual(60);
-    expect(messages).toEqual([
-      { cache_key: `spend:tag:${tag}`, new_value: 0, ttl: 60 },
-      { cache_key: `tag:${tag}` },
-    ]);
+    // Deleted, as LiteLLM's job does: its next read reseeds the counter from the committed row.
+    expect(await redis.exists(`${ns}:spend:tag:${tag}`)).toBe(0);
+    expect(messages).toEqual([{ cache_key: `spend:tag:${tag}` }, { cache_key: `tag:${tag}` }]);
+  });
+
+  it('keeps an increment that lands between the commit and the invalidation', async () => {
+    const ns = uniqueName('ns');
+    const tier = uniqueName('tier');
+    const tag = `${tier}-tag`;
+    await insertBudget(db.pool, { id: tier, maxBudget: 0.05, duration: '1d', resetAt: BOUNDARY });
+    await insertTag(db.pool, { name: tag, spend: 0.063, budgetId: tier });
+    await redis.set(`${ns}:spend:tag:${tag}`, '0.063');
+    const resetId = await resetTier(tier);
+
+    // A request lands after our commit, before our invalidation: LiteLLM adds its cost to the counter it
+    // finds and to the row (its spend writer's `spend = spend + cost`).
+    await redis.incrbyfloat(`${ns}:spend:tag:${tag}`, 0.01);
+    await db.pool.query(`UPDATE "LiteLLM_TagTable" SET spend = spend + 0.01 WHERE tag_name = $1`, [tag]);
+    await invalidateResetCaches(db.pool, redis, ns, resetId);
+
+    // No counter is left holding a made-up value (setting it to 0.0 would drop the 0.01); LiteLLM's next
+    // read reseeds it from the committed row, which has the increment and nothing of the old period.
+    expect(await redis.exists(`${ns}:spend:tag:${tag}`)).toBe(0);
+    const { rows } = await db.pool.query<{ spend: number }>(
+      `SELECT spend FROM "LiteLLM_TagTable" WHERE tag_name = $1`,
+      [tag],
+    );
+    expect(rows[0]?.spend).toBeCloseTo(0.01, 10);
   });
 
   it('covers the cache keys of every entity type', async () => {
@@ -134,22 +160,27 @@ describe('invalidateCaches', () => {
     ];
     for (const key of [...objects, ...counters]) await redis.set(`${ns}:${key}`, '"cached"');
     const result = await invalidateResetCaches(db.pool, redis, ns, await resetTier(tier));
-    expect(result).toMatchObject({ entities: 8, countersSet: 7, objectsInvalidated: 9 });
-    for (const key of objects) expect(await redis.exists(`${ns}:${key}`), key).toBe(0);
-    for (const key of counters) expect(await redis.get(`${ns}:${key}`), key).toBe('0.0');
+    expect(result).toMatchObject({ entities: 8, countersDeleted: 7, objectsInvalidated: 9 });
+    for (const key of [...objects, ...counters]) expect(await redis.exists(`${ns}:${key}`), key).toBe(0);
   });
 
-  it('writes the carried-over spend to counters under rollover', async () => {
+  it('deletes counters under rollover too, so they reseed with the carried-over spend', async () => {
     const ns = uniqueName('ns');
     const tier = uniqueName('tier');
     await insertBudget(db.pool, { id: tier, maxBudget: 10, duration: '1d', resetAt: BOUNDARY });
     await insertTag(db.pool, { name: `${tier}-tag`, spend: 12.5, budgetId: tier });
+    await redis.set(`${ns}:spend:tag:${tier}-tag`, '12.5');
     const resetId = await resetTier(tier, { rollover: true });
     const messages = await collect(`${ns}:${INVALIDATION_CHANNEL}`, 2, () =>
       invalidateResetCaches(db.pool, redis, ns, resetId),
     );
-    expect(await redis.get(`${ns}:spend:tag:${tier}-tag`)).toBe('2.5');
-    expect(messages[0]).toEqual({ cache_key: `spend:tag:${tier}-tag`, new_value: 2.5, ttl: 60 });
+    expect(await redis.exists(`${ns}:spend:tag:${tier}-tag`)).toBe(0);
+    expect(messages[0]).toEqual({ cache_key: `spend:tag:${tier}-tag` });
+    const { rows } = await db.pool.query<{ spend: number }>(
+      `SELECT spend FROM "LiteLLM_TagTable" WHERE tag_name = $1`,
+      [`${tier}-tag`],
+    );
+    expect(rows[0]?.spend).toBe(2.5);
   });
 
   it('treats ids as opaque bytes: never as patterns, never mangled', async () => {
@@ -160,19 +191,32 @@ describe('invalidateCaches', () => {
     for (const name of nasty) await insertTag(db.pool, { name, spend: 1, budgetId: tier });
     // Decoys that a pattern-based delete of `tag:*` would take with it.
     await redis.set(`${ns}:tag:decoy`, 'keep');
+    await redis.set(`${ns}:spend:tag:decoy`, '1.0');
     for (const name of nasty) await redis.set(`${ns}:tag:${name}`, 'cached');
-    await invalidateResetCaches(db.pool, redis, ns, await resetTier(tier));
+    for (const name of nasty) await redis.set(`${ns}:spend:tag:${name}`, '1.0');
+    const resetId = await resetTier(tier);
+    const messages = await collect(`${ns}:${INVALIDATION_CHANNEL}`, 2 * nasty.length, () =>
+      invalidateResetCaches(db.pool, redis, ns, resetId),
+    );
     for (const name of nasty) {
       expect(await redis.exists(`${ns}:tag:${name}`), name).toBe(0);
-      expect(await redis.get(`${ns}:spend:tag:${name}`), name).toBe('0.0');
+      expect(await redis.exists(`${ns}:spend:tag:${name}`), name).toBe(0);
     }
     expect(await redis.get(`${ns}:tag:decoy`)).toBe('keep');
+    expect(await redis.get(`${ns}:spend:tag:decoy`)).toBe('1.0');
+    // The names arrive intact through Python-style \uXXXX escapes.
+    expect(messages).toEqual(
+      expect.arrayContaining(
+        nasty.flatMap((name) => [{ cache_key: `tag:${name}` }, { cache_key: `spend:tag:${name}` }]),
+      ),
+    );
   });
 
-  it('also clears the proxy-wide budget counter when the proxy budget user resets', async () => {
+  it('also drops the global proxy spend entry when the proxy budget user resets', async () => {
     const ns = uniqueName('ns');
     await insertUser(db.pool, { id: 'litellm-proxy-budget', spend: 99, duration: '30d', resetAt: BOUNDARY });
     await redis.set(`${ns}:default_user_id:spend`, '99');
+    await redis.set(`${ns}:spend:user:litellm-proxy-budget`, '99.0');
     const result = await resetBudgetTransaction(
       db.pool,
       { ...tierReset('litellm-proxy-budget'), kind: 'user' },
@@ -180,9 +224,17 @@ describe('invalidateCaches', () => {
       tables,
     );
     if (result.outcome !== 'reset') throw new Error(result.outcome);
-    await invalidateResetCaches(db.pool, redis, ns, result.resetId);
+    const resetId = result.resetId;
+    const messages = await collect(`${ns}:${INVALIDATION_CHANNEL}`, 3, () =>
+      invalidateResetCaches(db.pool, redis, ns, resetId),
+    );
     expect(await redis.exists(`${ns}:default_user_id:spend`)).toBe(0);
-    expect(await redis.get(`${ns}:spend:user:litellm-proxy-budget`)).toBe('0.0');
+    expect(await redis.exists(`${ns}:spend:user:litellm-proxy-budget`)).toBe(0);
+    expect(messages).toEqual([
+      { cache_key: 'spend:user:litellm-proxy-budget' },
+      { cache_key: 'litellm-proxy-budget' },
+      { cache_key: GLOBAL_PROXY_SPEND_CACHE_KEY },
+    ]);
   });
 
   it('uses bare keys and the bare channel without a namespace, and is idempotent', async () => {
@@ -191,6 +243,7 @@ describe('invalidateCaches', () => {
     await insertBudget(db.pool, { id: tier, duration: '1d', resetAt: BOUNDARY });
     await insertEndUser(db.pool, { id: user, spend: 3, budgetId: tier });
     await redis.set(`end_user_id:${user}`, '{}');
+    await redis.set(`spend:end_user:${user}`, '3.0');
     const resetId = await resetTier(tier);
     const messages = await collect(INVALIDATION_CHANNEL, 4, async () => {
       await invalidateResetCaches(db.pool, redis, undefined, resetId);
@@ -199,6 +252,6 @@ describe('invalidateCaches', () => {
     const mine = messages.filter((m) => JSON.stringify(m).includes(user));
     expect(mine).toHaveLength(4);
     expect(await redis.exists(`end_user_id:${user}`)).toBe(0);
-    expect(await redis.get(`spend:end_user:${user}`)).toBe('0.0');
+    expect(await redis.exists(`spend:end_user:${user}`)).toBe(0);
   });
 });

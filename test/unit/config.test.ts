@@ -55,6 +55,15 @@ describe('loadConfig', () => {
   });
 
   it.each([
+    ['7:5', '07:05'],
+    ['09:05:30', '09:05:30'],
+    ['00:00:00', '00:00'],
+    ['', '00:00'],
+  ])("accepts BUDGET_RESET_TIME %j like LiteLLM's budget_reset_time, as %s", (value, resetTime) => {
+    expect(loadConfig({ BUDGET_RESET_TIME: value }).schedule).toEqual({ timeZone: 'UTC', resetTime });
+  });
+
+  it.each([
     [{ DATABASE_URL: 'mysql://u:hunter2@db/x' }, /DATABASE_URL must be a postgres/],
     [{ REDIS_URL: 'http://u:hunter2@cache' }, /REDIS_URL must be a redis/],
     [{ REDIS_URL: 'redis://a', REDIS_HOST: 'b' }, /REDIS_URL or REDIS_HOST, not both/],
@@ -64,7 +73,8 @@ describe('loadConfig', () => {
     [{ BUDGET_ROLLOVER: 'yes' }, /BUDGET_ROLLOVER must be true or false/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL must be one of/],
     [{ BUDGET_RESET_TIMEZONE: 'Mars/Olympus' }, /BUDGET_RESET_TIMEZONE.*Mars\/Olympus/],
-    [{ BUDGET_RESET_TIME: '25:00' }, /BUDGET_RESET_TIME.*HH:MM/],
+    [{ BUDGET_RESET_TIME: '25:00' }, /BUDGET_RESET_TIME.*HH:MM or HH:MM:SS/],
+    [{ BUDGET_RESET_TIME: '09:05:60' }, /BUDGET_RESET_TIME.*HH:MM or HH:MM:SS/],
   ])('rejects %j with an error that names the variable', (env, message) => {
     let error: unknown;
     try {

@@ -64,10 +64,58 @@ describe('parseDuration', () => {
     ['WEEKLY', 7, 'd'],
     ['Monthly', 30, 'd'],
     ['HoUrLy', 1, 'h'],
-    [' 1d ', 1, 'd'],
     ['\tweekly\n', 7, 'd'],
   ])('accepts %j as %i%s', (value, amount, unit) => {
     expect(parseDuration(value)).toEqual({ amount, unit, text: value });
+  });
+
+  it.each([
+    ['1h30m', 1, 'h', 'LiteLLM reads only "1h"'],
+    ['1d x', 1, 'd', 'LiteLLM reads only "1d"'],
+    ['1d5', 1, 'd', 'LiteLLM reads only "1d"'],
+    ['1d ', 1, 'd', 'LiteLLM reads only "1d"'],
+    ['1mo x', 1, 'mo', 'LiteLLM reads only "1mo"'],
+  ])('reads %j as LiteLLM does, ignoring what follows the unit', (value, amount, unit, note) => {
+    expect(parseDuration(value)).toEqual({ amount, unit, text: value, note });
+  });
+
+  it.each([
+    // Letters LiteLLM's scheduler knows no unit for: whatever its API thought they meant.
+    ['1days', 'no unit "days"'],
+    ['1min', 'no unit "min"'],
+    ['1ms', 'no unit "ms"'],
+    ['1hour', 'no unit "hour"'],
+    ['1month', 'no unit "month"'],
+    ['1dx', 'no unit "dx"'],
+    ['1dd', 'no unit "dd"'],
+    ['1y', 'no unit "y"'],
+    ['1e3s', 'no unit "e"'],
+    ['0days', 'no unit "days"'],
+    // Text its scheduler cannot read at all.
+    ['1D', 'cannot read it'],
+    ['1H', 'cannot read it'],
+    ['1MO', 'cannot read it'],
+    ['1Mo', 'cannot read it'],
+    ['1.5h', 'cannot read it'],
+    ['1,5h', 'cannot read it'],
+    ['1 d', 'cannot read it'],
+    [' 1d', 'cannot read it'],
+    ['', 'cannot read it'],
+    ['   ', 'cannot read it'],
+    ['abc', 'cannot read it'],
+    ['-1d', 'cannot read it'],
+    ['+1d', 'cannot read it'],
+    ['d', 'cannot read it'],
+    ['mo', 'cannot read it'],
+    ['1', 'cannot read it'],
+    ['day', 'cannot read it'],
+    ['yearly', 'cannot read it'],
+    ['daily2', 'cannot read it'],
+  ])('reads %j as daily at local midnight (24h), as LiteLLM does, and says so', (value, why) => {
+    const d = parseDuration(value);
+    expect(d).toMatchObject({ amount: 24, unit: 'h', text: value });
+    expect(d.note).toContain(why);
+    expect(d.note).toContain('daily at local midnight');
   });
 
   it.each([
@@ -77,32 +125,10 @@ describe('parseDuration', () => {
     '0s',
     '0d',
     '00h',
-    '1D',
-    '1H',
-    '1MO',
-    '1Mo',
-    '',
-    '   ',
-    'abc',
-    '-1d',
-    '+1d',
-    '1.5h',
-    '1,5h',
-    '1e3s',
-    '1 d',
-    '1dd',
-    'd',
-    'mo',
-    '1y',
-    '1',
-    'day',
-    'yearly',
-    'daily2',
+    '0w',
     '99999999999d',
-    '3661d',
-    '523w',
-    '87841h',
-    '9999999999s',
+    '3000000d',
+    '99999999999999999999h',
   ])('rejects %j with InvalidDurationError naming it', (value) => {
     expect(() => parseDuration(value)).toThrow(InvalidDurationError);
     try {
@@ -115,14 +141,26 @@ describe('parseDuration', () => {
     }
   });
 
-  it('explains the two rejections that look well-formed', () => {
+  it('says why each rejection is one', () => {
     expect(() => parseDuration('2mo')).toThrow(/only 1mo/);
-    expect(() => parseDuration('99999999999d')).toThrow(/10 years/);
+    expect(() => parseDuration('0d')).toThrow(/zero makes the budget due on every run/);
+    expect(() => parseDuration('99999999999d')).toThrow(/after year 9999/);
+  });
+
+  it('accepts long durations LiteLLM can still store', () => {
+    expect(parseDuration('3661d')).toEqual({ amount: 3661, unit: 'd', text: '3661d' });
+    expect(iso(nextBoundary(parseDuration('2000000d'), new Date('2026-01-01T10:00:00Z')))).toBe(
+      '7501-10-26T00:00:00.000Z',
+    );
+    // The step fits, but the boundary it leads to does not.
+    expect(() => nextBoundary(parseDuration('2920000d'), new Date('2026-01-01T10:00:00Z'))).toThrow(
+      /next reset would fall after year 9999/,
+    );
   });
 
   it('rejects a non-string read from the database', () => {
     expect(() => parseDuration(null as unknown as string)).toThrow(InvalidDurationError);
-    expect(() => parseDuration(7 as unknown as string)).toThrow(/"7"/);
+    expect(() => parseDuration(7 as unknown as string)).toThrow(/"7": not text/);
   });
 
   it.each<BudgetDuration>([
@@ -141,13 +179,30 @@ describe('parseDuration', () => {
 
 describe('validateScheduleOptions', () => {
   it.each([
-    ['UTC', '00:00'],
-    ['Europe/London', '09:30'],
-    ['America/New_York', '23:59'],
-    ['Asia/Kolkata', '12:00'],
-    ['Australia/Sydney', '00:01'],
-  ])('accepts %s at %s', (timeZone, resetTime) => {
-    expect(validateScheduleOptions({ timeZone, resetTime })).toEqual({ timeZone, resetTime });
+    ['UTC', '00:00', '00:00'],
+    ['Europe/London', '09:30', '09:30'],
+    ['America/New_York', '23:59', '23:59'],
+    ['Asia/Kolkata', '12:00', '12:00'],
+    ['Australia/Sydney', '00:01', '00:01'],
+    // LiteLLM's budget_reset_time forms.
+    ['UTC', '7:5', '07:05'],
+    ['UTC', '9:30', '09:30'],
+    ['UTC', '09:05:30', '09:05:30'],
+    ['UTC', '00:00:00', '00:00'],
+    ['UTC', '23:59:59', '23:59:59'],
+    ['UTC', '9:5:7', '09:05:07'],
+  ])('accepts %s at %s, written %s', (timeZone, resetTime, written) => {
+    expect(validateScheduleOptions({ timeZone, resetTime })).toEqual({ timeZone, resetTime: written });
+  });
+
+  it('resets at the reset time to the second', () => {
+    const opts = { timeZone: 'UTC', resetTime: '09:05:30' };
+    expect(iso(nextBoundary(parseDuration('1d'), new Date('2023-06-15T09:05:29.999Z'), opts))).toBe(
+      '2023-06-15T09:05:30.000Z',
+    );
+    expect(iso(nextBoundary(parseDuration('1d'), new Date('2023-06-15T09:05:30Z'), opts))).toBe(
+      '2023-06-16T09:05:30.000Z',
+    );
   });
 
   it('has midnight UTC as the default', () => {
@@ -161,7 +216,7 @@ describe('validateScheduleOptions', () => {
     expect(attempt).toThrow(`Unknown time zone "${timeZone}": use an IANA name such as Europe/London`);
   });
 
-  it.each(['24:00', '9:30', '09:60', '0930', '09:30:00', '', 'noon', ' 09:30', '-1:00'])(
+  it.each(['24:00', '09:60', '09:05:60', '0930', '09:30:', '007:05', '', 'noon', ' 09:30', '-1:00'])(
     'rejects the reset time %j',
     (resetTime) => {
       const attempt = (): unknown => validateScheduleOptions({ timeZone: 'UTC', resetTime });
@@ -186,7 +241,7 @@ describe('validateScheduleOptions', () => {
     expect(() => catchUp(d, at, at, { timeZone: 'UTC', resetTime: '25:00' })).toThrow(
       InvalidScheduleOptionsError,
     );
-    expect(() => addPeriod(parseDuration('1h'), at, { timeZone: 'UTC', resetTime: '9:30' })).toThrow(
+    expect(() => addPeriod(parseDuration('1h'), at, { timeZone: 'UTC', resetTime: '9:60' })).toThrow(
       InvalidScheduleOptionsError,
     );
   });
