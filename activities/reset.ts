@@ -1,11 +1,12 @@
 import { Context } from '@temporalio/activity';
-import type { BudgetRef } from '../src/budget-ref.js';
+import { displayBudgetRef, type BudgetRef } from '../src/budget-ref.js';
 import {
   existingTables,
   loadBudgetRow,
   resetBudgetTransaction,
   setResetAt,
 } from '../src/db/reset-transaction.js';
+import { classifyDatabaseError } from '../src/errors.js';
 import type { BudgetRow, ResetRequest, ResetResult } from '../src/reset-types.js';
 import type { ScheduleOptions } from '../src/schedule.js';
 import type { ActivityDeps } from './deps.js';
@@ -22,7 +23,7 @@ export function createResetActivities(deps: ActivityDeps) {
   return {
     /** Reads a budget's schedule row. */
     async loadBudget(ref: BudgetRef): Promise<LoadedBudget> {
-      const row = await loadBudgetRow(deps.db, ref);
+      const row = await permanentErrorsFail(ref, () => loadBudgetRow(deps.db, ref));
       return { row: row ?? null, schedule: deps.config.schedule };
     },
 
@@ -31,7 +32,7 @@ export function createResetActivities(deps: ActivityDeps) {
      * fenced, so a concurrent change wins. Returns the value the row holds afterwards.
      */
     async setResetAt(args: BudgetRef & { expected: string | null; next: string }): Promise<string | null> {
-      return setResetAt(deps.db, args, args.expected, args.next);
+      return permanentErrorsFail(args, () => setResetAt(deps.db, args, args.expected, args.next));
     },
 
     /** One fenced, audited reset transaction. */
@@ -42,14 +43,17 @@ export function createResetActivities(deps: ActivityDeps) {
         throw error;
       });
       const execution = Context.current().info.workflowExecution;
-      const result = await resetBudgetTransaction(
-        deps.db,
-        { ...request, workflowId: execution?.workflowId, runId: execution?.runId },
-        {
-          rollover: deps.config.rollover,
-          defaultEndUserBudgetId: deps.config.defaultEndUserBudgetId,
-        },
-        await tables,
+      const known = await tables;
+      const result = await permanentErrorsFail(request, () =>
+        resetBudgetTransaction(
+          deps.db,
+          { ...request, workflowId: execution?.workflowId, runId: execution?.runId },
+          {
+            rollover: deps.config.rollover,
+            defaultEndUserBudgetId: deps.config.defaultEndUserBudgetId,
+          },
+          known,
+        ),
       );
       deps.observer?.onReset?.(request, result);
       Context.current().log.info('resetBudget finished', {
@@ -61,4 +65,13 @@ export function createResetActivities(deps: ActivityDeps) {
       return result;
     },
   };
+}
+
+/** Runs `work`; a PostgreSQL error no retry can fix becomes non-retryable (see `classifyDatabaseError`). */
+async function permanentErrorsFail<T>(ref: BudgetRef, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    throw classifyDatabaseError(error, displayBudgetRef(ref));
+  }
 }

@@ -35,6 +35,20 @@ export function formatBudgetRef(ref: BudgetRef): string {
 }
 
 /**
+ * A reference fit for one line of an error or a log: control characters escaped as in JSON (a newline in an id
+ * must not split a message) and ids longer than `maxChars` shortened with their length.
+ */
+export function displayBudgetRef(ref: BudgetRef, maxChars = 120): string {
+  return `${ref.kind}:${displayText(ref.id, maxChars)}`;
+}
+
+/** `text` on one line: control characters escaped as in JSON, shortened past `maxChars`. */
+export function displayText(text: string, maxChars = 120): string {
+  const escaped = JSON.stringify(text).slice(1, -1).replaceAll('\\"', '"');
+  return escaped.length > maxChars ? `${escaped.slice(0, maxChars)}… (${text.length} characters)` : escaped;
+}
+
+/**
  * The workflow id of a budget: `budget/<kind>/<id>`. Ids are opaque strings that may hold `/` or anything else,
  * so the id part is percent-encoded to keep the mapping one-to-one.
  */
