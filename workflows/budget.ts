@@ -15,7 +15,7 @@ import {
 } from '@temporalio/workflow';
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
 import type { Activities } from '../activities/index.js';
-import { formatBudgetRef, type BudgetKind } from '../src/budget-ref.js';
+import { budgetIdSearchValue, formatBudgetRef, type BudgetKind } from '../src/budget-ref.js';
 import { NON_RETRYABLE_ERROR_TYPES } from '../src/errors.js';
 import type { BudgetRow, ResetRequest, ResetTrigger } from '../src/reset-types.js';
 import {
@@ -152,7 +152,7 @@ export async function budgetWorkflow(input: BudgetWorkflowArgs): Promise<BudgetW
   const publish = (): void => {
     const attributes: SearchAttributeUpdatePair[] = [
       { key: BudgetKindKey, value: kind },
-      { key: BudgetIdKey, value: id },
+      { key: BudgetIdKey, value: budgetIdSearchValue(id) },
       { key: BudgetStateKey, value: state() },
       { key: ResetCountKey, value: cycle },
       { key: NextResetAtKey, value: scheduled ? new Date(scheduled) : null },

@@ -1,5 +1,5 @@
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { budgetWorkflowId, formatBudgetRef, type BudgetRef } from '../budget-ref.js';
+import { budgetIdSearchValue, budgetWorkflowId, displayBudgetRef, type BudgetRef } from '../budget-ref.js';
 import { scheduleChangedSignal } from './messages.js';
 import { BudgetIdKey, BudgetKindKey, BudgetStateKey } from './search-attributes.js';
 
@@ -47,10 +47,11 @@ export async function ensureBudgetWorkflows(
       args: [ref satisfies BudgetWorkflowInput] as [BudgetWorkflowInput],
       typedSearchAttributes: [
         { key: BudgetKindKey, value: ref.kind },
-        { key: BudgetIdKey, value: ref.id },
+        { key: BudgetIdKey, value: budgetIdSearchValue(ref.id) },
         { key: BudgetStateKey, value: 'active' },
       ],
-      staticSummary: `Budget reset schedule for ${formatBudgetRef(ref)}`,
+      // The server limits a summary to 400 bytes: a long id is shortened here (the input carries it whole).
+      staticSummary: `Budget reset schedule for ${displayBudgetRef(ref, 60)}`,
     };
     if (item.changed) {
       await client.workflow.signalWithStart(BUDGET_WORKFLOW_TYPE, {
