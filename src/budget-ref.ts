@@ -25,7 +25,7 @@ export function parseBudgetRef(text: string): BudgetRef {
   const id = colon < 0 ? '' : text.slice(colon + 1);
   if (!isBudgetKind(kind) || id.length === 0) {
     throw new InvalidBudgetRefError(
-      `Invalid budget reference "${text}": expected <kind>:<id> with kind one of ${BUDGET_KINDS.join(', ')} ` +
+      `Invalid budget reference "${displayText(text)}": expected <kind>:<id> with kind one of ${BUDGET_KINDS.join(', ')} ` +
         '(e.g. budget:b-42, team:eng)',
     );
   }
