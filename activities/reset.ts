@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
-import type { BudgetRef } from '../src/budget-ref.js';
-import { InvalidBudgetDataError } from '../src/errors.js';
+import { displayBudgetRef, type BudgetRef } from '../src/budget-ref.js';
+import { classifyDatabaseError, InvalidBudgetDataError } from '../src/errors.js';
 import {
   existingTables,
   inTransaction,
@@ -45,10 +45,13 @@ export function createResetActivities(deps: ActivityDeps) {
     async settleSchedule(
       args: BudgetRef & { now: string; knownDuration: string | null },
     ): Promise<ScheduleState> {
-      return settleSchedule(
-        deps.db,
-        { kind: args.kind, id: args.id },
-        { now: args.now, knownDuration: args.knownDuration, schedule: deps.config.schedule },
+      const ref = { kind: args.kind, id: args.id };
+      return permanentErrorsFail(ref, () =>
+        settleSchedule(deps.db, ref, {
+          now: args.now,
+          knownDuration: args.knownDuration,
+          schedule: deps.config.schedule,
+        }),
       );
     },
 
@@ -59,16 +62,19 @@ export function createResetActivities(deps: ActivityDeps) {
         tables = undefined;
         throw error;
       });
-      const decided = await decide(request);
+      const known = await tables;
       const execution = Context.current().info.workflowExecution;
-      const result = await resetBudgetTransaction(
-        deps.db,
-        { ...decided, workflowId: execution?.workflowId, runId: execution?.runId },
-        {
-          rollover: deps.config.rollover,
-          defaultEndUserBudgetId: deps.config.defaultEndUserBudgetId,
-        },
-        await tables,
+      const decided = await permanentErrorsFail(request, () => decide(request));
+      const result = await permanentErrorsFail(request, () =>
+        resetBudgetTransaction(
+          deps.db,
+          { ...decided, workflowId: execution?.workflowId, runId: execution?.runId },
+          {
+            rollover: deps.config.rollover,
+            defaultEndUserBudgetId: deps.config.defaultEndUserBudgetId,
+          },
+          known,
+        ),
       );
       deps.observer?.onReset?.(decided, result);
       Context.current().log.info('resetBudget finished', {
@@ -82,13 +88,24 @@ export function createResetActivities(deps: ActivityDeps) {
 
     /** Release 0.1's workflows read their row with this; kept until none of them run (see the README). */
     async loadBudget(ref: BudgetRef): Promise<LoadedBudget> {
-      const row = await loadBudgetRow(deps.db, ref);
+      const row = await permanentErrorsFail(ref, () => loadBudgetRow(deps.db, ref));
       return { row: row ?? null, schedule: deps.config.schedule };
     },
 
     /** Release 0.1's workflows set a first boundary with this; kept until none of them run. */
     async setResetAt(args: BudgetRef & { expected: string | null; next: string }): Promise<string | null> {
-      return inTransaction(deps.db, (client) => moveResetAt(client, args, args.expected, args.next));
+      return permanentErrorsFail(args, () =>
+        inTransaction(deps.db, (client) => moveResetAt(client, args, args.expected, args.next)),
+      );
     },
   };
+}
+
+/** Runs `work`; a PostgreSQL error no retry can fix becomes non-retryable (see `classifyDatabaseError`). */
+async function permanentErrorsFail<T>(ref: BudgetRef, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    throw classifyDatabaseError(error, displayBudgetRef(ref));
+  }
 }

@@ -1,3 +1,5 @@
+import { sha256Hex } from './sha256.js';
+
 /** The kinds of budget that have their own schedule, and so their own workflow. */
 export const BUDGET_KINDS = ['budget', 'key', 'user', 'team'] as const;
 export type BudgetKind = (typeof BUDGET_KINDS)[number];
@@ -23,7 +25,7 @@ export function parseBudgetRef(text: string): BudgetRef {
   const id = colon < 0 ? '' : text.slice(colon + 1);
   if (!isBudgetKind(kind) || id.length === 0) {
     throw new InvalidBudgetRefError(
-      `Invalid budget reference "${text}": expected <kind>:<id> with kind one of ${BUDGET_KINDS.join(', ')} ` +
+      `Invalid budget reference "${displayText(text)}": expected <kind>:<id> with kind one of ${BUDGET_KINDS.join(', ')} ` +
         '(e.g. budget:b-42, team:eng)',
     );
   }
@@ -35,15 +37,54 @@ export function formatBudgetRef(ref: BudgetRef): string {
 }
 
 /**
- * The workflow id of a budget: `budget/<kind>/<id>`. Ids are opaque strings that may hold `/` or anything else,
- * so the id part is percent-encoded to keep the mapping one-to-one.
+ * A reference fit for one line of an error or a log: control characters escaped as in JSON (a newline in an id
+ * must not split a message) and ids longer than `maxChars` shortened with their length.
  */
-export function budgetWorkflowId(ref: BudgetRef): string {
-  return `budget/${ref.kind}/${encodeURIComponent(ref.id)}`;
+export function displayBudgetRef(ref: BudgetRef, maxChars = 120): string {
+  return `${ref.kind}:${displayText(ref.id, maxChars)}`;
 }
 
+/** `text` on one line: control characters escaped as in JSON, shortened past `maxChars`. */
+export function displayText(text: string, maxChars = 120): string {
+  const escaped = JSON.stringify(text).slice(1, -1).replaceAll('\\"', '"');
+  return escaped.length > maxChars ? `${escaped.slice(0, maxChars)}… (${text.length} characters)` : escaped;
+}
+
+/** Temporal's default `limit.maxIDLength`: longer workflow ids are refused ("Failed to start Workflow"). */
+export const MAX_WORKFLOW_ID_LENGTH = 1_000;
+/** Longest `BudgetId` search attribute value kept whole (SQL visibility stores keywords as VARCHAR(255)). */
+export const MAX_SEARCH_ID_CHARS = 200;
+
+/**
+ * The workflow id of a budget: `budget/<kind>/<id>`, the id percent-encoded (ids are opaque strings that may hold
+ * `/` or anything else). When that would exceed {@link MAX_WORKFLOW_ID_LENGTH}, it is
+ * `budget/<kind>/sha256:<hex of the id's UTF-8 bytes>` instead; the full id travels in the workflow's input. The
+ * two forms never collide: percent-encoding always escapes `:`. Every id that fits keeps its readable form.
+ */
+export function budgetWorkflowId(ref: BudgetRef): string {
+  const readable = `budget/${ref.kind}/${encodeURIComponent(ref.id)}`;
+  return readable.length <= MAX_WORKFLOW_ID_LENGTH
+    ? readable
+    : `budget/${ref.kind}/sha256:${sha256Hex(ref.id)}`;
+}
+
+/** The budget a workflow id names; undefined for other ids and for the hashed form (which cannot be reversed). */
 export function parseBudgetWorkflowId(workflowId: string): BudgetRef | undefined {
   const match = /^budget\/([a-z]+)\/(.+)$/.exec(workflowId);
-  if (!match || !isBudgetKind(match[1] ?? '')) return undefined;
-  return { kind: match[1] as BudgetKind, id: decodeURIComponent(match[2] ?? '') };
+  if (!match || !isBudgetKind(match[1] ?? '') || match[2]?.startsWith('sha256:')) return undefined;
+  try {
+    return { kind: match[1] as BudgetKind, id: decodeURIComponent(match[2] ?? '') };
+  } catch {
+    return undefined; // not our encoding
+  }
+}
+
+/**
+ * The `BudgetId` search attribute value: the id itself up to {@link MAX_SEARCH_ID_CHARS} characters, else its
+ * first characters and `…` (find it with `BudgetId STARTS_WITH "..."`; the workflow id is exact). Keyword values
+ * are limited in size by every visibility store.
+ */
+export function budgetIdSearchValue(id: string): string {
+  const chars = Array.from(id);
+  return chars.length <= MAX_SEARCH_ID_CHARS ? id : `${chars.slice(0, MAX_SEARCH_ID_CHARS - 1).join('')}…`;
 }

@@ -56,9 +56,13 @@ async function installRuntime(
   }
   Runtime.install({
     logger: temporalLogger(logger, LOG_LEVEL[level]),
-    telemetryOptions: metricsPort
-      ? { metrics: { prometheus: { bindAddress: `127.0.0.1:${metricsPort}` } } }
-      : undefined,
+    telemetryOptions: {
+      // The SDK core (Rust) prints plain text to the console unless its logs are forwarded: forward them to the
+      // same logger, so every line the worker prints is JSON.
+      // Core is chatty below WARN (every poll); its warnings and errors are what an operator needs.
+      logging: { filter: { core: level === 'error' ? 'ERROR' : 'WARN', other: 'ERROR' }, forward: {} },
+      ...(metricsPort ? { metrics: { prometheus: { bindAddress: `127.0.0.1:${metricsPort}` } } } : {}),
+    },
   });
   return metricsPort ? `http://127.0.0.1:${metricsPort}/metrics` : undefined;
 }

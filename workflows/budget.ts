@@ -15,11 +15,11 @@ import {
 } from '@temporalio/workflow';
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
 import type { Activities } from '../activities/index.js';
-import { formatBudgetRef, type BudgetRef } from '../src/budget-ref.js';
+import { budgetIdSearchValue, formatBudgetRef, type BudgetRef } from '../src/budget-ref.js';
 import { NON_RETRYABLE_ERROR_TYPES } from '../src/errors.js';
 import type { PlannedResetRequest } from '../src/reset-types.js';
 import type { BudgetWorkflowInput } from '../src/temporal/budget-workflows.js';
-import { validateForceResetArgs } from '../src/temporal/message-validation.js';
+import { validateForceResetArgs, validatePauseArgs } from '../src/temporal/message-validation.js';
 import {
   forceResetSignal,
   pauseUpdate,
@@ -186,8 +186,8 @@ class BudgetEntity {
     });
     setHandler(pauseUpdate, (pause) => this.onPause(pause?.reason), {
       validator: (pause) => {
-        if (pause?.reason !== undefined && typeof pause.reason !== 'string')
-          throw new Error('reason must be text');
+        const problem = validatePauseArgs(pause);
+        if (problem) throw new Error(problem);
       },
     });
     setHandler(resumeUpdate, () => this.onResume());
@@ -535,7 +535,7 @@ class BudgetEntity {
     const status = this.status();
     const attributes: SearchAttributeUpdatePair[] = [
       { key: BudgetKindKey, value: this.ref.kind },
-      { key: BudgetIdKey, value: this.ref.id },
+      { key: BudgetIdKey, value: budgetIdSearchValue(this.ref.id) },
       { key: BudgetStateKey, value: status.state },
       { key: ResetCountKey, value: this.cycle },
       { key: NextResetAtKey, value: status.nextResetAt ? new Date(status.nextResetAt) : null },

@@ -1,19 +1,13 @@
 import type { WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import {
-  DefaultLogger,
-  Runtime,
-  bundleWorkflowCode,
-  type Worker,
-  type WorkflowBundleWithSourceMap,
-} from '@temporalio/worker';
+import { DefaultLogger, Runtime, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { ActivityDeps } from '../../activities/index.js';
 import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
 import { DEFAULT_SCHEDULE } from '../../src/schedule.js';
 import { BUDGET_WORKFLOW_TYPE } from '../../src/temporal/budget-workflows.js';
 import { statusQuery, type BudgetStatus } from '../../src/temporal/messages.js';
 import { registerSearchAttributes } from '../../src/temporal/register-search-attributes.js';
-import { WORKFLOWS_PATH, createBudgetWorker } from '../../src/worker.js';
+import { bundleBudgetWorkflows, createBudgetWorker } from '../../src/worker.js';
 import { onCleanup, withTimeout } from './lifecycle.js';
 import type { Services } from './services.js';
 
@@ -45,7 +39,7 @@ export async function startTemporal(services: Services): Promise<TemporalBench> 
   setupMs['time-skipping server start'] = Math.round(performance.now() - t0);
   t0 = performance.now();
   const bundle = await withTimeout(
-    bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') }),
+    bundleBudgetWorkflows(new DefaultLogger('WARN')),
     180_000,
     'bundling the workflows',
   );

@@ -1,5 +1,5 @@
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
-import { formatBudgetRef, InvalidBudgetRefError, parseBudgetWorkflowId } from '../budget-ref.js';
+import { displayBudgetRef, InvalidBudgetRefError, parseBudgetWorkflowId } from '../budget-ref.js';
 import { ConfigError } from '../config.js';
 import { TemporalUnreachableError } from '../temporal/connection.js';
 
@@ -14,6 +14,12 @@ export class DatabaseUnreachableError extends Error {
   override readonly name = 'DatabaseUnreachableError';
 }
 
+/** `text` with line breaks and other control characters escaped, so an error is always one line. */
+export function oneLine(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
+}
+
 /** One line for a person, and the exit code, for any error a command can end with. */
 export function explain(error: unknown): { message: string; code: number } {
   if (error instanceof InvalidBudgetRefError || error instanceof ConfigError) {
@@ -24,7 +30,7 @@ export function explain(error: unknown): { message: string; code: number } {
     const ref = parseBudgetWorkflowId(error.workflowId);
     return {
       message:
-        `No budget workflow for ${ref ? formatBudgetRef(ref) : error.workflowId}: check the reference; if the row ` +
+        `No budget workflow for ${ref ? displayBudgetRef(ref) : error.workflowId}: check the reference; if the row ` +
         'was just created or given a budget_duration, run `budgetctl sync`',
       code: EXIT.notFound,
     };

@@ -22,7 +22,7 @@ import {
 } from '../temporal/search-attributes.js';
 import { BUDGET_WORKFLOW_TYPE } from '../temporal/budget-workflows.js';
 import { runWorkerProcess } from '../worker-process.js';
-import { DatabaseUnreachableError, EXIT, explain } from './errors.js';
+import { DatabaseUnreachableError, EXIT, explain, oneLine } from './errors.js';
 import { formatRecord, formatTable } from './output.js';
 
 interface GlobalOptions {
@@ -35,7 +35,8 @@ const program = new Command()
   .description('Operate LiteLLM budget resets running as Temporal workflows')
   .option('--json', 'print machine-readable JSON')
   .option('--verbose', 'print stack traces on errors')
-  .showHelpAfterError()
+  // Every error is one line (usage with `--help`), whatever the offending argument holds.
+  .configureOutput({ outputError: (text, write) => write(`${oneLine(text.trimEnd())}\n`) })
   .exitOverride();
 
 const globals = (): GlobalOptions => program.opts<GlobalOptions>();
@@ -43,26 +44,40 @@ const print = (data: unknown, human: () => string): void => {
   console.log(globals().json ? JSON.stringify(data, null, 2) : human());
 };
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0)
-    throw new InvalidArgumentError(`expected a positive whole number, got "${value}"`);
-  return n;
+/** A whole number from 1 to `max`: digits only, so `1e21`, `0x10` or `5.0` are refused with the range. */
+function wholeNumber(max: number): (value: string) => number {
+  return (value: string) => {
+    const n = /^\d{1,15}$/.test(value) ? Number(value) : NaN;
+    if (!(n >= 1 && n <= max)) {
+      throw new InvalidArgumentError(
+        `expected a whole number from 1 to ${max}, got ${JSON.stringify(value)}`,
+      );
+    }
+    return n;
+  };
 }
 
-function durationMs(value: string): number {
-  try {
-    const d = parseDuration(value);
-    // LiteLLM's lenient readings (`1min` is daily at midnight) are for its rows, not for our own flags.
-    if (d.note)
-      throw new Error(`"${value}" is not a duration: ${d.note}; use <N>s, <N>m, <N>h, <N>d or <N>w`);
-    const unitMs = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000, mo: 2_592_000_000 }[
-      d.unit
-    ];
-    return d.amount * unitMs;
-  } catch (error) {
-    throw new InvalidArgumentError((error as Error).message);
-  }
+const DAY_MS = 86_400_000;
+
+/** A duration such as `30s`, `10m` or `1h`, at most `maxMs` (longer would overflow timers or mean nothing). */
+function durationMs(maxMs: number): (value: string) => number {
+  return (value: string) => {
+    let ms: number;
+    try {
+      const d = parseDuration(value);
+      // LiteLLM's lenient readings (`1min` is daily at midnight) are for its rows, not for our own flags.
+      if (d.note)
+        throw new Error(`"${value}" is not a duration: ${d.note}; use <N>s, <N>m, <N>h, <N>d or <N>w`);
+      const unitMs = { s: 1_000, m: 60_000, h: 3_600_000, d: DAY_MS, w: 7 * DAY_MS, mo: 30 * DAY_MS }[d.unit];
+      ms = d.amount * unitMs;
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
+    if (!(ms <= maxMs)) {
+      throw new InvalidArgumentError(`${JSON.stringify(value)} is too long: at most ${maxMs / DAY_MS} days`);
+    }
+    return ms;
+  };
 }
 
 /** Runs `fn` with a pool on DATABASE_URL; a connection failure becomes a one-line error that names the host. */
@@ -98,16 +113,16 @@ program
   .command('worker')
   .description('run the worker and the supervisor that discovers budgets (until SIGTERM)')
   .option('--task-queue <name>', 'task queue (default BUDGET_TASK_QUEUE or budget-lifecycle)')
-  .option('--concurrency <n>', 'activities run at once', positiveInt)
+  .option('--concurrency <n>', 'activities run at once (1 to 1000)', wholeNumber(1_000))
   .option(
     '--sync-interval <duration>',
-    'how often the supervisor looks for schedule changes, e.g. 30s',
-    durationMs,
+    'how often the supervisor looks for schedule changes, e.g. 30s (at most 1d)',
+    durationMs(DAY_MS),
   )
   .option(
     '--full-sweep-interval <duration>',
-    'how often the supervisor starts any missing workflow (one call per budget), e.g. 24h',
-    durationMs,
+    'how often the supervisor starts any missing workflow (one call per budget), e.g. 24h (at most 7d)',
+    durationMs(7 * DAY_MS),
   )
   .option('--no-supervisor', 'do not start the supervisor (another worker runs it)')
   .action(
@@ -242,8 +257,8 @@ program
   .description('list budget workflows (a visibility query on their search attributes)')
   .option(
     '--due-within <duration>',
-    'only budgets whose next reset is within this duration, e.g. 1h',
-    durationMs,
+    'only budgets whose next reset is within this duration, e.g. 1h (at most 3650d)',
+    durationMs(3_650 * DAY_MS),
   )
   .addOption(
     new Option('--state <state>', 'only budgets in this state').choices([
@@ -254,7 +269,7 @@ program
     ]),
   )
   .addOption(new Option('--kind <kind>', 'only budgets of this kind').choices([...BUDGET_KINDS]))
-  .option('--limit <n>', 'at most this many', positiveInt, 200)
+  .option('--limit <n>', 'at most this many (1 to 10000)', wholeNumber(10_000), 200)
   .action(async (opts: { dueWithin?: number; state?: string; kind?: string; limit: number }) => {
     const clauses = [`WorkflowType = '${BUDGET_WORKFLOW_TYPE}'`];
     clauses.push(opts.state === 'removed' ? `ExecutionStatus != 'Running'` : `ExecutionStatus = 'Running'`);
@@ -293,8 +308,13 @@ program
 program
   .command('history <ref>')
   .description('recent resets of a budget from the audit log, with the entities each changed')
-  .option('--limit <n>', 'resets to show', positiveInt, 10)
-  .option('--entities <n>', 'entities to show per reset (largest spend first)', positiveInt, 20)
+  .option('--limit <n>', 'resets to show (1 to 1000)', wholeNumber(1_000), 10)
+  .option(
+    '--entities <n>',
+    'entities to show per reset, largest spend first (1 to 100000)',
+    wholeNumber(100_000),
+    20,
+  )
   .action(async (ref: string, opts: { limit: number; entities: number }) => {
     const budget = parseBudgetRef(ref);
     const entries = await withDatabase(loadConfig(), (db) =>
@@ -361,7 +381,7 @@ main().catch((error: unknown) => {
   // Commander has already printed its own message (usage errors, --help).
   if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : EXIT.usage);
   const { message, code } = explain(error);
-  console.error(`budgetctl: ${message}`);
+  console.error(`budgetctl: ${oneLine(message)}`);
   if (globals().verbose && error instanceof Error) console.error(error.stack);
   process.exit(code);
 });

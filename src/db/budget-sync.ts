@@ -82,7 +82,7 @@ export async function rememberSchedules(
     `INSERT INTO ${SCHEMA}.budget_sync AS s (budget_kind, budget_id, duration, reset_at, rejected)
      SELECT $1, u.id, u.duration, u.reset_at::timestamp(3), u.rejected
        FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(id, duration, reset_at, rejected)
-     ON CONFLICT (budget_kind, budget_id_md5) DO UPDATE
+     ON CONFLICT (budget_kind, budget_key) DO UPDATE
        SET duration = EXCLUDED.duration, reset_at = EXCLUDED.reset_at, rejected = EXCLUDED.rejected,
            synced_at = now()`,
     [
@@ -99,8 +99,8 @@ export async function rememberSchedules(
 export async function forgetSchedules(db: pg.Pool, kind: BudgetKind, ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;
   await db.query(
-    `DELETE FROM ${SCHEMA}.budget_sync WHERE budget_kind = $1 AND budget_id_md5 = ANY(
-       SELECT md5(i) FROM unnest($2::text[]) AS i)`,
+    `DELETE FROM ${SCHEMA}.budget_sync WHERE budget_kind = $1 AND budget_key = ANY(
+       SELECT ${SCHEMA}.id_key(i) FROM unnest($2::text[]) AS i)`,
     [kind, ids],
   );
 }
@@ -115,7 +115,7 @@ export async function rememberOwnSchedule(client: pg.ClientBase, ref: BudgetRef)
     `INSERT INTO ${SCHEMA}.budget_sync AS s (budget_kind, budget_id, duration, reset_at)
      SELECT $1, o.${ident(owner.key)}, o."budget_duration", o."budget_reset_at"
        FROM ${ident(owner.table)} o WHERE o.${ident(owner.key)} = $2
-     ON CONFLICT (budget_kind, budget_id_md5) DO UPDATE
+     ON CONFLICT (budget_kind, budget_key) DO UPDATE
        SET duration = EXCLUDED.duration, reset_at = EXCLUDED.reset_at, rejected = NULL, synced_at = now()`,
     [ref.kind, ref.id],
   );

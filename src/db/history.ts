@@ -38,7 +38,8 @@ export async function resetHistory(
            FROM (SELECT * FROM ${SCHEMA}.reset_log_entity
                   WHERE reset_id = r.id ORDER BY spend_before DESC, entity_type, entity_id LIMIT $4) x
        ) e ON true
-      WHERE r.budget_kind = $1 AND r.budget_id = $2
+      -- budget_key (the id's SHA-256) is what the index holds: ids may be longer than an index entry.
+      WHERE r.budget_kind = $1 AND r.budget_key = ${SCHEMA}.id_key($2) AND r.budget_id = $2
       ORDER BY r.period_end DESC
       LIMIT $3`,
     [ref.kind, ref.id, options.limit, options.entityLimit],

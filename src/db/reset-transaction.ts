@@ -176,10 +176,10 @@ async function resetInTransaction(
       Math.max(0, Math.round(request.lateByMs)),
       request.missedPeriods,
       request.trigger,
-      request.reason ?? null,
-      request.requestedBy ?? null,
-      request.workflowId ?? null,
-      request.runId ?? null,
+      storableText(request.reason),
+      storableText(request.requestedBy),
+      storableText(request.workflowId),
+      storableText(request.runId),
     ],
   );
   const resetId = claimed.rows[0]?.id;
@@ -242,6 +242,18 @@ async function resetInTransaction(
     spendTotal,
     byType,
   };
+}
+
+/**
+ * Free text as PostgreSQL can store it: NUL (U+0000) is the one character a `text` value cannot hold (it becomes
+ * U+FFFD), and one NUL in a forced reset's reason used to fail that reset on every retry. Messages are validated where they arrive;
+ * this is the last line, so nothing that slips past a validator can stop a budget.
+ */
+function storableText(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
+  // A message that skipped validation may carry a number or an object where text belongs: store it as JSON.
+  const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
+  return text.replaceAll('\u0000', '\uFFFD');
 }
 
 type Scope = { kind: 'tier'; includeUnassigned: boolean } | { kind: 'owner' };

@@ -5,7 +5,13 @@ import {
   type Client,
 } from '@temporalio/client';
 import { status as grpcStatus } from '@grpc/grpc-js';
-import { budgetWorkflowId, formatBudgetRef, type BudgetKind, type BudgetRef } from '../budget-ref.js';
+import {
+  budgetIdSearchValue,
+  budgetWorkflowId,
+  displayBudgetRef,
+  type BudgetKind,
+  type BudgetRef,
+} from '../budget-ref.js';
 import type { ScheduleChange } from '../db/budget-sync.js';
 import { scheduleChangedSignal } from './messages.js';
 import { BudgetIdKey, BudgetKindKey, BudgetStateKey } from './search-attributes.js';
@@ -39,10 +45,11 @@ function startOptions(ref: BudgetRef, taskQueue: string) {
     args: [{ kind: ref.kind, id: ref.id }] as [BudgetWorkflowInput],
     typedSearchAttributes: [
       { key: BudgetKindKey, value: ref.kind },
-      { key: BudgetIdKey, value: ref.id },
+      { key: BudgetIdKey, value: budgetIdSearchValue(ref.id) },
       { key: BudgetStateKey, value: 'active' },
     ],
-    staticSummary: `Budget reset schedule for ${formatBudgetRef(ref)}`,
+    // The server limits a summary to 400 bytes: a long id is shortened here (the input carries it whole).
+    staticSummary: `Budget reset schedule for ${displayBudgetRef(ref, 60)}`,
   };
 }
 

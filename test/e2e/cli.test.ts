@@ -10,6 +10,8 @@ const HOUR = 60 * 60 * 1000;
 let db: TestDatabase;
 let worker: ChildProcess;
 let workerLog = '';
+let workerStdout = '';
+let workerStderr = '';
 let env: Record<string, string>;
 let metricsPort: number;
 const taskQueue = uniqueName('cli');
@@ -42,8 +44,14 @@ beforeAll(async () => {
     ...env,
     LOG_LEVEL: 'info',
   });
-  worker.stdout?.on('data', (c: Buffer) => (workerLog += c.toString()));
-  worker.stderr?.on('data', (c: Buffer) => (workerLog += c.toString()));
+  worker.stdout?.on('data', (c: Buffer) => {
+    workerLog += c.toString();
+    workerStdout += c.toString();
+  });
+  worker.stderr?.on('data', (c: Buffer) => {
+    workerLog += c.toString();
+    workerStderr += c.toString();
+  });
   // The supervisor's first full sweep starts both budgets' workflows.
   await vi.waitFor(
     async () => {
@@ -156,6 +164,30 @@ describe('budgetctl against a real worker process and the dev server', () => {
 
     const noReason = await run('reset', `budget:${tier}`);
     expect(noReason.code).toBe(2);
+    expect(noReason.stderr.trim().split('\n')).toEqual([
+      "error: required option '--reason <text>' not specified",
+    ]);
+
+    // Numeric flags are bounded and say so, instead of reaching the database.
+    for (const limit of ['1e21', '0', '1001', '5.0', '0x10']) {
+      const history = await run('history', `budget:${tier}`, '--limit', limit);
+      expect(history.code, limit).toBe(2);
+      expect(history.stderr.trim().split('\n')).toHaveLength(1);
+      expect(history.stderr).toMatch(/expected a whole number from 1 to 1000/);
+    }
+    const longSync = await run('worker', '--sync-interval', '2d');
+    expect(longSync.code).toBe(2);
+    expect(longSync.stderr).toMatch(/too long: at most 1 days/);
+
+    // A newline in what a person typed never splits an error over two lines.
+    for (const ref of ['team:a\nb', 'nope\nstatus']) {
+      const result = await run('status', ref);
+      expect(result.code, ref).toBeGreaterThan(1);
+      expect(result.stderr.trim().split('\n'), ref).toHaveLength(1);
+      expect(result.stderr).toContain(ref.replace('\n', '\\n'));
+    }
+    const badFlag = await run('history', `budget:${tier}`, '--limit', '1\n2');
+    expect(badFlag.stderr.trim().split('\n')).toHaveLength(1);
 
     const noTemporal = await budgetctl(['status', `budget:${tier}`], {
       ...env,
@@ -193,12 +225,19 @@ describe('budgetctl against a real worker process and the dev server', () => {
       /budget_resets\{[^}]*kind="budget"[^}]*outcome="reset"[^}]*trigger="forced"[^}]*\} 1/,
     );
     expect(metrics).toMatch(/temporal_/);
-    const lines = workerLog
-      .trim()
-      .split('\n')
-      .filter((l) => l.startsWith('{'));
+    const code = await stopProcess(worker);
+    expect(code).toBe(0);
+    // Every line the worker printed, on stdout and stderr, is JSON (the SDK core's logs included).
+    const lines = [...workerStdout.split('\n'), ...workerStderr.split('\n')].filter((l) => l.trim() !== '');
     expect(lines.length).toBeGreaterThan(0);
-    const entries = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    const entries = lines.map((line) => {
+      try {
+        return JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        throw new Error(`the worker printed a line that is not JSON: ${line}`);
+      }
+    });
+    expect(entries).toContainEqual(expect.objectContaining({ msg: 'worker stopped' }));
     // Activity logs carry the budget and the workflow that ran them.
     expect(entries).toContainEqual(
       expect.objectContaining({
@@ -209,8 +248,5 @@ describe('budgetctl against a real worker process and the dev server', () => {
     );
     // The connection string (and its password) never reaches the logs.
     expect(workerLog).not.toContain(`:${new URL(db.url).password}@`);
-
-    const code = await stopProcess(worker);
-    expect(code).toBe(0);
   });
 });

@@ -6,6 +6,7 @@ import {
   type WorkflowBundleWithSourceMap,
 } from '@temporalio/worker';
 import { fileURLToPath } from 'node:url';
+import { PAYLOAD_CONVERTER_PATH } from '../../src/worker.js';
 import { services } from './services.js';
 
 let runtimeInstalled = false;
@@ -25,8 +26,15 @@ export async function createTimeSkippingEnv(): Promise<TestWorkflowEnvironment> 
   });
 }
 
-/** Bundles a workflow module once per test file; pass the result as `workflowBundle`. */
+/**
+ * Bundles a workflow module once per test file, with the payload converter the worker ships; pass the result as
+ * `workflowBundle`.
+ */
 export async function bundleWorkflows(relativeToRepo: string): Promise<WorkflowBundleWithSourceMap> {
   const workflowsPath = fileURLToPath(new URL(`../../${relativeToRepo}`, import.meta.url));
-  return bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger('WARN') });
+  return bundleWorkflowCode({
+    workflowsPath,
+    payloadConverterPath: PAYLOAD_CONVERTER_PATH,
+    logger: new DefaultLogger('WARN'),
+  });
 }

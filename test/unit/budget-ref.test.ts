@@ -1,12 +1,18 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
 import {
   BUDGET_KINDS,
+  budgetIdSearchValue,
   budgetWorkflowId,
+  displayBudgetRef,
+  MAX_SEARCH_ID_CHARS,
+  MAX_WORKFLOW_ID_LENGTH,
   InvalidBudgetRefError,
   parseBudgetRef,
   parseBudgetWorkflowId,
 } from '../../src/budget-ref.js';
+import { sha256Hex } from '../../src/sha256.js';
 import { decodeEntityId, encodeEntityId, ENTITY_TYPES, entityType } from '../../src/entities.js';
 
 describe('budget references', () => {
@@ -47,6 +53,45 @@ describe('budget references', () => {
     );
     expect(budgetWorkflowId({ kind: 'team', id: 'a/b c' })).toBe('budget/team/a%2Fb%20c');
     expect(parseBudgetWorkflowId('budget-supervisor')).toBeUndefined();
+  });
+
+  it('hashes only ids whose readable workflow id would pass the limit, and never collides', () => {
+    const room = MAX_WORKFLOW_ID_LENGTH - 'budget/team/'.length;
+    const fits = 'x'.repeat(room);
+    expect(budgetWorkflowId({ kind: 'team', id: fits })).toBe(`budget/team/${fits}`);
+    const long = `${fits}y`;
+    expect(budgetWorkflowId({ kind: 'team', id: long })).toBe(`budget/team/sha256:${sha256Hex(long)}`);
+    // One percent-encoded character takes three: '/' is escaped, so this id is too long as well.
+    expect(budgetWorkflowId({ kind: 'team', id: `${'x'.repeat(room - 2)}/` })).toMatch(/sha256:/);
+    expect(parseBudgetWorkflowId(budgetWorkflowId({ kind: 'team', id: long }))).toBeUndefined();
+    // A readable id can never look like a hashed one: ':' is always escaped.
+    const lookalike = { kind: 'team' as const, id: `sha256:${sha256Hex(long)}` };
+    expect(budgetWorkflowId(lookalike)).toBe(`budget/team/sha256%3A${sha256Hex(long)}`);
+    expect(parseBudgetWorkflowId(budgetWorkflowId(lookalike))).toEqual(lookalike);
+    expect(parseBudgetWorkflowId('budget/team/%E0%A4%A')).toBeUndefined();
+  });
+
+  it('bounds the BudgetId search value and shows any id on one line', () => {
+    expect(budgetIdSearchValue('demo-tier')).toBe('demo-tier');
+    const long = '😀'.repeat(5_000);
+    expect(budgetIdSearchValue(long)).toBe(`${'😀'.repeat(MAX_SEARCH_ID_CHARS - 1)}…`);
+    expect(displayBudgetRef({ kind: 'budget', id: 'a\nb"c' })).toBe('budget:a\\nb"c');
+    expect(displayBudgetRef({ kind: 'budget', id: 'x'.repeat(500) }, 10)).toBe(
+      'budget:xxxxxxxxxx… (500 characters)',
+    );
+  });
+});
+
+describe('sha256Hex', () => {
+  it('matches node:crypto for any text', () => {
+    const node = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
+    expect(sha256Hex('')).toBe(node(''));
+    for (const length of [55, 56, 63, 64, 65, 119, 120, 10_000]) {
+      expect(sha256Hex('a'.repeat(length))).toBe(node('a'.repeat(length)));
+    }
+    fc.assert(
+      fc.property(fc.string({ unit: 'grapheme', maxLength: 300 }), (text) => sha256Hex(text) === node(text)),
+    );
   });
 });
 
