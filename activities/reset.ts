@@ -1,13 +1,8 @@
 import { Context } from '@temporalio/activity';
 import { displayBudgetRef, type BudgetRef } from '../src/budget-ref.js';
 import { classifyDatabaseError, InvalidBudgetDataError } from '../src/errors.js';
-import {
-  existingTables,
-  inTransaction,
-  loadBudgetRow,
-  moveResetAt,
-  resetBudgetTransaction,
-} from '../src/db/reset-transaction.js';
+import { existingTables, inTransaction, loadBudgetRow, moveResetAt } from '../src/db/reset-transaction.js';
+import { ResetBatcher } from '../src/db/reset-batcher.js';
 import { settleSchedule, type ScheduleState } from '../src/db/schedule-row.js';
 import { planReset } from '../src/reset-plan.js';
 import type { BudgetRow, PlannedResetRequest, ResetRequest, ResetResult } from '../src/reset-types.js';
@@ -23,15 +18,22 @@ export interface LoadedBudget {
 
 export function createResetActivities(deps: ActivityDeps) {
   let tables: Promise<Set<string>> | undefined;
+  // Cached once known; a failed lookup (database down) is not cached, so the activity's retry can succeed.
+  const knownTables = (): Promise<Set<string>> =>
+    (tables ??= existingTables(deps.db).catch((error: unknown) => {
+      tables = undefined;
+      throw error;
+    }));
+  const batcher = new ResetBatcher(deps.db, async () => ({
+    reset: { rollover: deps.config.rollover, defaultEndUserBudgetId: deps.config.defaultEndUserBudgetId },
+    tables: await knownTables(),
+  }));
 
   /** Turns a workflow's request into a decided period with the schedule module (outside workflow code). */
-  const decide = async (request: PlannedResetRequest | ResetRequest): Promise<ResetRequest> => {
+  const decide = (request: PlannedResetRequest | ResetRequest): ResetRequest => {
     if (!('now' in request)) return request;
-    const row = await loadBudgetRow(deps.db, request);
-    // A missing row is reported by the transaction itself (BudgetNotFoundError); plan with any duration.
-    if (!row?.duration) return planReset(request, parseDuration('1d'), deps.config.schedule);
     try {
-      return planReset(request, parseDuration(row.duration), deps.config.schedule);
+      return planReset(request, parseDuration(request.duration), deps.config.schedule);
     } catch (error) {
       throw new InvalidBudgetDataError((error as Error).message, { cause: error });
     }
@@ -57,24 +59,10 @@ export function createResetActivities(deps: ActivityDeps) {
 
     /** One fenced, audited reset transaction. */
     async resetBudget(request: PlannedResetRequest | ResetRequest): Promise<ResetResult> {
-      // Cached once known; a failed lookup (database down) is not cached, so the activity's retry can succeed.
-      tables ??= existingTables(deps.db).catch((error: unknown) => {
-        tables = undefined;
-        throw error;
-      });
-      const known = await tables;
       const execution = Context.current().info.workflowExecution;
-      const decided = await permanentErrorsFail(request, () => decide(request));
+      const decided = decide(request);
       const result = await permanentErrorsFail(request, () =>
-        resetBudgetTransaction(
-          deps.db,
-          { ...decided, workflowId: execution?.workflowId, runId: execution?.runId },
-          {
-            rollover: deps.config.rollover,
-            defaultEndUserBudgetId: deps.config.defaultEndUserBudgetId,
-          },
-          known,
-        ),
+        batcher.reset({ ...decided, workflowId: execution?.workflowId, runId: execution?.runId }),
       );
       deps.observer?.onReset?.(decided, result);
       Context.current().log.info('resetBudget finished', {

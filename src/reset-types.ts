@@ -45,6 +45,8 @@ export interface PlannedResetRequest {
   readonly expectedResetAt: string;
   /** Workflow time when the reset was decided (ISO instant). */
   readonly now: string;
+  /** `budget_duration` as the workflow last read it (a later change reaches it as `scheduleChanged`). */
+  readonly duration: string;
   readonly periodStart: string | null;
   /** A forced reset; absent for a scheduled one. */
   readonly force?: { readonly reason: string; readonly requestedBy?: string; readonly reanchor: boolean };

@@ -15,11 +15,15 @@ import {
 } from '@temporalio/workflow';
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
 import type { Activities } from '../activities/index.js';
-import { budgetIdSearchValue, formatBudgetRef, type BudgetRef } from '../src/budget-ref.js';
+import { budgetIdSearchValue, displayBudgetRef, type BudgetRef } from '../src/budget-ref.js';
 import { NON_RETRYABLE_ERROR_TYPES } from '../src/errors.js';
 import type { PlannedResetRequest } from '../src/reset-types.js';
 import type { BudgetWorkflowInput } from '../src/temporal/budget-workflows.js';
-import { validateForceResetArgs, validatePauseArgs } from '../src/temporal/message-validation.js';
+import {
+  validateBudgetWorkflowInput,
+  validateForceResetArgs,
+  validatePauseArgs,
+} from '../src/temporal/message-validation.js';
 import {
   forceResetSignal,
   pauseUpdate,
@@ -142,6 +146,10 @@ export interface BudgetEntityArgs extends BudgetWorkflowInput {
  * wakes early for a message), reset in one fenced transaction, invalidate LiteLLM's caches, repeat.
  */
 export async function budgetEntityWorkflow(args: BudgetEntityArgs): Promise<BudgetWorkflowResult> {
+  // A run started by hand with a bad input fails at once, visibly, instead of running with no budget.
+  const problem = validateBudgetWorkflowInput(args);
+  if (problem)
+    throw ApplicationFailure.nonRetryable(`Invalid workflow input: ${problem}`, 'InvalidWorkflowInput');
   return new BudgetEntity(args).run();
 }
 
@@ -244,10 +252,11 @@ class BudgetEntity {
     if (problem) throw new Error(problem);
     if (this.schedule.kind === 'invalid') {
       throw new Error(
-        `${formatBudgetRef(this.ref)} is invalid (${this.schedule.problem}); fix the row first`,
+        `${displayBudgetRef(this.ref, 60)} is invalid (${this.schedule.problem}); fix the row first`,
       );
     }
-    if (this.schedule.kind === 'removed') throw new Error(`${formatBudgetRef(this.ref)} no longer exists`);
+    if (this.schedule.kind === 'removed')
+      throw new Error(`${displayBudgetRef(this.ref, 60)} no longer exists`);
   }
 
   private onForceResetSignal(force: ForceResetArgs): void {
@@ -359,6 +368,7 @@ class BudgetEntity {
         ...this.ref,
         expectedResetAt: expected,
         now: new Date().toISOString(),
+        duration: this.schedule.duration,
         periodStart: this.periodStart,
         ...what,
       });
@@ -410,7 +420,7 @@ class BudgetEntity {
         message: `cache invalidation failed after retries: ${describe(error)}`,
       };
       log.error('cache invalidation failed; the reset stands', {
-        budget: formatBudgetRef(this.ref),
+        budget: displayBudgetRef(this.ref, 60),
         error: this.problem.message,
       });
     }
@@ -430,7 +440,7 @@ class BudgetEntity {
   private markInvalid(duration: string | null, problem: string): void {
     this.schedule = { kind: 'invalid', duration, problem };
     log.warn('budget is invalid; waiting for scheduleChanged', {
-      budget: formatBudgetRef(this.ref),
+      budget: displayBudgetRef(this.ref, 60),
       problem,
     });
   }
@@ -556,7 +566,7 @@ class BudgetEntity {
       this.published.set('memo', JSON.stringify(memo));
     }
     const lines = [
-      `**${formatBudgetRef(this.ref)}** — ${status.state}${this.paused?.reason ? ` (${this.paused.reason})` : ''}`,
+      `**${displayBudgetRef(this.ref, 60)}** — ${status.state}${this.paused?.reason ? ` (${this.paused.reason})` : ''}`,
       `Duration: ${status.duration ?? 'none'} · zone ${status.timeZone} at ${status.resetTime}`,
       `Next reset: ${status.nextResetAt ?? 'not scheduled'}`,
       this.lastReset

@@ -110,13 +110,22 @@ export async function forgetSchedules(db: pg.Pool, kind: BudgetKind, ids: readon
  * it now stands, so our own writes are never mistaken for someone else's change.
  */
 export async function rememberOwnSchedule(client: pg.ClientBase, ref: BudgetRef): Promise<void> {
-  const owner = OWNERS[ref.kind];
+  await rememberOwnSchedules(client, ref.kind, [ref.id]);
+}
+
+/** {@link rememberOwnSchedule} for several budgets of one kind at once (a batch of resets). */
+export async function rememberOwnSchedules(
+  client: pg.ClientBase,
+  kind: BudgetKind,
+  ids: readonly string[],
+): Promise<void> {
+  const owner = OWNERS[kind];
   await client.query(
     `INSERT INTO ${SCHEMA}.budget_sync AS s (budget_kind, budget_id, duration, reset_at)
      SELECT $1, o.${ident(owner.key)}, o."budget_duration", o."budget_reset_at"
-       FROM ${ident(owner.table)} o WHERE o.${ident(owner.key)} = $2
+       FROM ${ident(owner.table)} o WHERE o.${ident(owner.key)} = ANY($2::text[])
      ON CONFLICT (budget_kind, budget_key) DO UPDATE
        SET duration = EXCLUDED.duration, reset_at = EXCLUDED.reset_at, rejected = NULL, synced_at = now()`,
-    [ref.kind, ref.id],
+    [kind, ids],
   );
 }

@@ -4,7 +4,7 @@ import { ENTITY_TYPES, OWNERS, ident, type EntityType, type OwnerTable } from '.
 import { BudgetNotFoundError, InvalidBudgetDataError } from '../errors.js';
 import { lateAtCommit } from '../reset-plan.js';
 import type { BudgetRow, ResetRequest, ResetResult } from '../reset-types.js';
-import { rememberOwnSchedule } from './budget-sync.js';
+import { rememberOwnSchedule, rememberOwnSchedules } from './budget-sync.js';
 import { SCHEMA } from './migrate.js';
 
 /** Settings that shape every reset (from configuration). */
@@ -93,6 +93,9 @@ export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient
   }
 }
 
+/** One request's outcome in a batch: its result, or the error that concerns it alone. */
+export type BatchOutcome = { readonly result: ResetResult } | { readonly error: Error };
+
 /**
  * Resets one budget in one transaction: lock the owner row, fence on `budget_reset_at`, claim the period in the
  * audit, zero (or roll over) spend with one set-based statement per entity type while recording what each row
@@ -104,14 +107,38 @@ export async function resetBudgetTransaction(
   options: ResetOptions,
   existingTables: ReadonlySet<string>,
 ): Promise<ResetResult> {
-  const owner = OWNERS[request.kind];
+  const [outcome] = await resetBudgetsTransaction(pool, [request], options, existingTables);
+  if (!outcome) throw new Error('a batch of one reset returned no outcome');
+  if ('error' in outcome) throw outcome.error;
+  return outcome.result;
+}
+
+/**
+ * Resets several budgets of one kind in one transaction, with the same statements as one budget: each budget keeps
+ * its own fence, its own audit row and its own outcome, and the zeroing stays one set-based statement per entity
+ * type for the whole batch. This is what lets a herd of budgets due at the same instant commit in a few
+ * transactions. Ids must be distinct. A budget whose row is missing or unusable gets its error and is left out;
+ * a statement that fails rolls back the whole batch (the caller retries its budgets one by one).
+ */
+export async function resetBudgetsTransaction(
+  pool: pg.Pool,
+  requests: readonly ResetRequest[],
+  options: ResetOptions,
+  existingTables: ReadonlySet<string>,
+): Promise<BatchOutcome[]> {
+  const kind = requests[0]?.kind;
+  if (kind === undefined) return [];
+  if (requests.some((r) => r.kind !== kind)) throw new Error('a reset batch holds budgets of one kind');
+  if (new Set(requests.map((r) => r.id)).size !== requests.length)
+    throw new Error('a reset batch repeats a budget');
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
     await client.query(`SET LOCAL lock_timeout = ${Math.trunc(options.lockTimeoutMs ?? 15_000)}`);
-    const result = await resetInTransaction(client, owner, request, options, existingTables);
-    await client.query(result.outcome === 'reset' ? 'COMMIT' : 'ROLLBACK');
-    return result;
+    const outcomes = await resetInTransaction(client, OWNERS[kind], requests, options, existingTables);
+    const changed = outcomes.some((o) => 'result' in o && o.result.outcome === 'reset');
+    await client.query(changed ? 'COMMIT' : 'ROLLBACK');
+    return outcomes;
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;
@@ -120,128 +147,200 @@ export async function resetBudgetTransaction(
   }
 }
 
+interface Claimed {
+  readonly index: number;
+  readonly request: ResetRequest;
+  readonly resetId: string;
+  readonly cap: number | null;
+}
+
 async function resetInTransaction(
   client: pg.PoolClient,
   owner: OwnerTable,
-  request: ResetRequest,
+  requests: readonly ResetRequest[],
   options: ResetOptions,
   existingTables: ReadonlySet<string>,
-): Promise<ResetResult> {
-  // 1. Lock the owner row and fence. A moved `budget_reset_at` means this period was already reset (our own
-  //    committed retry, LiteLLM's job, a second resetter): change nothing.
-  const expires = request.kind === 'key' ? toUtcInstant('"expires"') : 'NULL::timestamptz';
+): Promise<BatchOutcome[]> {
+  const kind = requests[0]?.kind ?? 'budget';
+  const outcomes: Array<BatchOutcome | undefined> = requests.map(() => undefined);
+  // 1. Lock the owner rows (in key order, so two batches never deadlock) and fence each one. A moved
+  //    `budget_reset_at` means that period was already reset (our own committed retry, LiteLLM's job, a second
+  //    resetter): that budget changes nothing.
+  const expires = kind === 'key' ? toUtcInstant('"expires"') : 'NULL::timestamptz';
   const locked = await client.query<{
+    id: string;
     reset_at: Date | null;
     max_budget: number | null;
     expires: Date | null;
   }>(
-    `SELECT ${toUtcInstant('"budget_reset_at"')} AS reset_at, "max_budget", ${expires} AS expires
-       FROM ${ident(owner.table)} WHERE ${ident(owner.key)} = $1 FOR UPDATE`,
-    [request.id],
+    `SELECT ${ident(owner.key)} AS id, ${toUtcInstant('"budget_reset_at"')} AS reset_at, "max_budget",
+            ${expires} AS expires
+       FROM ${ident(owner.table)} WHERE ${ident(owner.key)} = ANY($1::text[])
+      ORDER BY ${ident(owner.key)} COLLATE "C"
+        FOR UPDATE`,
+    [requests.map((r) => r.id)],
   );
-  const row = locked.rows[0];
-  if (!row) {
-    throw new BudgetNotFoundError(
-      `${request.kind} ${JSON.stringify(request.id)} does not exist in ${owner.table}`,
-    );
-  }
-  const currentResetAt = row.reset_at?.toISOString() ?? null;
-  if (currentResetAt !== new Date(request.expectedResetAt).toISOString()) {
-    return { outcome: 'already_reset', currentResetAt };
-  }
-  if (row.expires && row.expires.getTime() <= Date.parse(request.periodEnd)) return { outcome: 'expired' };
-  const cap =
-    options.rollover && row.max_budget !== null && Number.isFinite(row.max_budget) ? row.max_budget : null;
-  if (cap !== null && cap < 0) {
-    throw new InvalidBudgetDataError(
-      `${request.kind} ${JSON.stringify(request.id)} has a negative max_budget`,
-    );
+  const rows = new Map(locked.rows.map((row) => [row.id, row]));
+  const fenced: Array<{ index: number; request: ResetRequest; cap: number | null }> = [];
+  for (const [index, request] of requests.entries()) {
+    const row = rows.get(request.id);
+    if (!row) {
+      outcomes[index] = {
+        error: new BudgetNotFoundError(
+          `${request.kind} ${JSON.stringify(request.id)} does not exist in ${owner.table}`,
+        ),
+      };
+      continue;
+    }
+    const currentResetAt = row.reset_at?.toISOString() ?? null;
+    if (currentResetAt !== new Date(request.expectedResetAt).toISOString()) {
+      outcomes[index] = { result: { outcome: 'already_reset', currentResetAt } };
+    } else if (row.expires && row.expires.getTime() <= Date.parse(request.periodEnd)) {
+      outcomes[index] = { result: { outcome: 'expired' } };
+    } else {
+      const cap =
+        options.rollover && row.max_budget !== null && Number.isFinite(row.max_budget)
+          ? row.max_budget
+          : null;
+      if (cap !== null && cap < 0) {
+        outcomes[index] = {
+          error: new InvalidBudgetDataError(
+            `${request.kind} ${JSON.stringify(request.id)} has a negative max_budget`,
+          ),
+        };
+      } else {
+        fenced.push({ index, request, cap });
+      }
+    }
   }
 
-  // 2. Claim the period. The unique (kind, id, period_end) is a second fence: a forced reset that keeps the
+  // 2. Claim each period. The unique (kind, id, period_end) is a second fence: a forced reset that keeps the
   //    calendar leaves `budget_reset_at` unchanged, so its retry is stopped here instead.
-  const claimed = await client.query<{ id: string }>(
-    `INSERT INTO ${SCHEMA}.reset_log
-       (budget_kind, budget_id, period_start, period_end, next_reset_at, late_by_ms, missed_periods, trigger,
-        reason, requested_by, workflow_id, run_id)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-     ON CONFLICT ON CONSTRAINT reset_log_period_unique DO NOTHING
-     RETURNING id`,
-    [
-      request.kind,
-      request.id,
-      request.periodStart,
-      request.periodEnd,
-      request.nextResetAt,
-      Math.max(0, Math.round(request.lateByMs)),
-      request.missedPeriods,
-      request.trigger,
-      storableText(request.reason),
-      storableText(request.requestedBy),
-      storableText(request.workflowId),
-      storableText(request.runId),
-    ],
-  );
-  const resetId = claimed.rows[0]?.id;
-  if (resetId === undefined) return { outcome: 'already_reset', currentResetAt };
+  const claimed: Claimed[] = [];
+  if (fenced.length > 0) {
+    const column = <T>(pick: (r: ResetRequest) => T) => fenced.map((f) => pick(f.request));
+    const inserted = await client.query<{ id: string; budget_id: string }>(
+      `INSERT INTO ${SCHEMA}.reset_log
+         (budget_kind, budget_id, period_start, period_end, next_reset_at, late_by_ms, missed_periods, trigger,
+          reason, requested_by, workflow_id, run_id)
+       SELECT $1, u.budget_id, u.period_start, u.period_end, u.next_reset_at, u.late_by_ms, u.missed_periods,
+              u.trigger, u.reason, u.requested_by, u.workflow_id, u.run_id
+         FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::bigint[],
+                     $7::int[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+              AS u(budget_id, period_start, period_end, next_reset_at, late_by_ms, missed_periods,
+                   trigger, reason, requested_by, workflow_id, run_id)
+       ON CONFLICT ON CONSTRAINT reset_log_period_unique DO NOTHING
+       RETURNING id, budget_id`,
+      [
+        kind,
+        column((r) => r.id),
+        column((r) => r.periodStart),
+        column((r) => r.periodEnd),
+        column((r) => r.nextResetAt),
+        column((r) => Math.max(0, Math.round(r.lateByMs))),
+        column((r) => r.missedPeriods),
+        column((r) => r.trigger),
+        column((r) => storableText(r.reason)),
+        column((r) => storableText(r.requestedBy)),
+        column((r) => storableText(r.workflowId)),
+        column((r) => storableText(r.runId)),
+      ],
+    );
+    // Ids are distinct within a batch, so the budget id names its claim.
+    const byId = new Map(inserted.rows.map((row) => [row.budget_id, String(row.id)]));
+    for (const f of fenced) {
+      const resetId = byId.get(f.request.id);
+      if (resetId === undefined) {
+        const row = rows.get(f.request.id);
+        outcomes[f.index] = {
+          result: { outcome: 'already_reset', currentResetAt: row?.reset_at?.toISOString() ?? null },
+        };
+      } else {
+        claimed.push({ ...f, resetId });
+      }
+    }
+  }
+  if (claimed.length === 0) return outcomes.map((o) => o ?? { error: new Error('no outcome') });
 
-  // 3. Zero spend, one set-based statement per entity type.
-  const scopes: Array<{ type: EntityType; scope: Scope }> =
-    request.kind === 'budget'
-      ? ENTITY_TYPES.filter((t) => t.tierLinked && (!t.optional || existingTables.has(t.table))).map(
-          (type) => ({
-            type,
-            scope: {
-              kind: 'tier',
-              includeUnassigned: type.name === 'end_user' && options.defaultEndUserBudgetId === request.id,
-            },
-          }),
-        )
+  // 3. Zero spend: one set-based statement per entity type, for every claimed budget at once.
+  const types: EntityType[] =
+    kind === 'budget'
+      ? ENTITY_TYPES.filter((t) => t.tierLinked && (!t.optional || existingTables.has(t.table)))
       : owner.entity
-        ? [{ type: owner.entity, scope: { kind: 'owner' } }]
+        ? [owner.entity]
         : [];
-  let entityCount = 0;
-  let spendTotal = 0;
-  const byType: Record<string, number> = {};
-  for (const { type, scope } of scopes) {
-    const { rows } = await client.query<{ n: number; spend_before: number }>(zeroSpendSql(type, scope), [
-      resetId,
-      type.name,
-      request.id,
-      request.periodEnd,
-      cap,
-    ]);
-    const n = rows[0]?.n ?? 0;
-    entityCount += n;
-    spendTotal += rows[0]?.spend_before ?? 0;
-    if (n > 0) byType[type.name] = n;
+  const params = [
+    claimed.map((c) => c.resetId),
+    claimed.map((c) => c.request.id),
+    claimed.map((c) => c.request.periodEnd),
+    claimed.map((c) => c.cap),
+    claimed.map((c) => kind === 'budget' && options.defaultEndUserBudgetId === c.request.id),
+  ];
+  const totals = new Map(
+    claimed.map((c) => [c.resetId, { n: 0, spend: 0, byType: {} as Record<string, number> }]),
+  );
+  for (const type of types) {
+    const scope: Scope =
+      kind === 'budget' ? { kind: 'tier', includeUnassigned: type.name === 'end_user' } : { kind: 'owner' };
+    const { rows: counted } = await client.query<{ reset_id: string; n: number; spend_before: number }>(
+      zeroSpendSql(type, scope),
+      [...params, type.name],
+    );
+    for (const row of counted) {
+      const total = totals.get(String(row.reset_id));
+      if (!total || row.n === 0) continue;
+      total.n += row.n;
+      total.spend += row.spend_before;
+      total.byType[type.name] = row.n;
+    }
   }
 
-  // 4. Advance the schedule (and remember it as ours), then finish the audit row with the lateness measured
+  // 4. Advance each schedule (and remember it as ours), then finish each audit row with the lateness measured
   //    now, as the transaction commits: after an outage that is the truthful figure, not the workflow's wake.
   await client.query(
-    `UPDATE ${ident(owner.table)} SET "budget_reset_at" = ${fromUtcInstant('$2')} WHERE ${ident(owner.key)} = $1`,
-    [request.id, request.nextResetAt],
+    `UPDATE ${ident(owner.table)} o SET "budget_reset_at" = (u.next_reset_at AT TIME ZONE 'UTC')
+       FROM unnest($1::text[], $2::timestamptz[]) AS u(id, next_reset_at)
+      WHERE o.${ident(owner.key)} = u.id`,
+    [claimed.map((c) => c.request.id), claimed.map((c) => c.request.nextResetAt)],
   );
-  await rememberOwnSchedule(client, request);
-  const { lateByMs, trigger } = lateAtCommit(request, Date.now());
+  await rememberOwnSchedules(
+    client,
+    kind,
+    claimed.map((c) => c.request.id),
+  );
+  const committingAt = Date.now();
+  const finals = claimed.map((c) => ({ ...c, ...lateAtCommit(c.request, committingAt) }));
   await client.query(
-    `UPDATE ${SCHEMA}.reset_log SET entity_count = $2, spend_total = $3, late_by_ms = $4, trigger = $5
-      WHERE id = $1`,
-    [resetId, entityCount, spendTotal, lateByMs, trigger],
+    `UPDATE ${SCHEMA}.reset_log r
+        SET entity_count = u.n, spend_total = u.spend, late_by_ms = u.late, trigger = u.trigger
+       FROM unnest($1::bigint[], $2::int[], $3::float8[], $4::bigint[], $5::text[]) AS u(id, n, spend, late, trigger)
+      WHERE r.id = u.id`,
+    [
+      finals.map((f) => f.resetId),
+      finals.map((f) => totals.get(f.resetId)?.n ?? 0),
+      finals.map((f) => totals.get(f.resetId)?.spend ?? 0),
+      finals.map((f) => f.lateByMs),
+      finals.map((f) => f.trigger),
+    ],
   );
-  return {
-    outcome: 'reset',
-    resetId: String(resetId),
-    periodEnd: new Date(request.periodEnd).toISOString(),
-    nextResetAt: new Date(request.nextResetAt).toISOString(),
-    trigger,
-    lateByMs,
-    missedPeriods: request.missedPeriods,
-    entityCount,
-    spendTotal,
-    byType,
-  };
+  for (const f of finals) {
+    const total = totals.get(f.resetId) ?? { n: 0, spend: 0, byType: {} };
+    outcomes[f.index] = {
+      result: {
+        outcome: 'reset',
+        resetId: f.resetId,
+        periodEnd: new Date(f.request.periodEnd).toISOString(),
+        nextResetAt: new Date(f.request.nextResetAt).toISOString(),
+        trigger: f.trigger,
+        lateByMs: f.lateByMs,
+        missedPeriods: f.request.missedPeriods,
+        entityCount: total.n,
+        spendTotal: total.spend,
+        byType: total.byType,
+      },
+    };
+  }
+  return outcomes.map((o) => o ?? { error: new Error('no outcome') });
 }
 
 /**
@@ -259,10 +358,11 @@ function storableText(value: unknown): string | null {
 type Scope = { kind: 'tier'; includeUnassigned: boolean } | { kind: 'owner' };
 
 /**
- * One statement that zeroes (or rolls over) every row of one entity type in scope and writes each changed row's
- * before/after spend to the audit. Parameters, typed once in `params`: $1 reset id, $2 entity type, $3 budget id,
- * $4 period end, $5 rollover cap (NULL: zero). Identifiers come only from the registry. Rows already at zero are
- * left alone, so the audit holds exactly what the reset changed.
+ * One statement that zeroes (or rolls over) every row of one entity type in scope of every budget of a batch and
+ * writes each changed row's before/after spend to the audit, returning counts per reset. Parameters, one array
+ * element per budget, typed once in `params`: $1 reset ids, $2 budget ids, $3 period ends, $4 rollover caps
+ * (NULL: zero), $5 whether the budget is the default end-user tier; $6 the entity type. Identifiers come only
+ * from the registry. Rows already at zero are left alone, so the audit holds exactly what the reset changed.
  */
 export function zeroSpendSql(type: EntityType, scope: Scope): string {
   const table = ident(type.table);
@@ -278,32 +378,33 @@ export function zeroSpendSql(type: EntityType, scope: Scope): string {
     where = `t.${ident(type.key[0] ?? '')} = params.budget_id`;
   } else {
     where = scope.includeUnassigned
-      ? '(t."budget_id" = params.budget_id OR t."budget_id" IS NULL)'
+      ? '(t."budget_id" = params.budget_id OR (params.unassigned AND t."budget_id" IS NULL))'
       : 't."budget_id" = params.budget_id';
     if (type.tierCondition) where += ` AND ${type.tierCondition}`;
   }
   return `
     WITH params AS (
-      SELECT $1::bigint AS reset_id, $2::text AS entity_type, $3::text AS budget_id,
-             $4::timestamptz AS period_end, $5::float8 AS cap
+      SELECT u.reset_id, u.budget_id, u.period_end, u.cap, u.unassigned, $6::text AS entity_type
+        FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::float8[], $5::bool[])
+             AS u(reset_id, budget_id, period_end, cap, unassigned)
     ), old AS (
-      SELECT ${keyCols}, t."spend" AS spend_before
-        FROM ${table} t, params
-       WHERE ${where} AND t."spend" <> 0
+      SELECT ${keyCols}, t."spend" AS spend_before, params.reset_id, params.cap, params.entity_type
+        FROM ${table} t JOIN params ON ${where}
+       WHERE t."spend" <> 0
        ORDER BY ${keyCols}
          FOR UPDATE OF t
     ), changed AS (
       UPDATE ${table} t
-         SET "spend" = CASE WHEN params.cap IS NULL THEN 0 ELSE GREATEST(0, old.spend_before - params.cap) END
-        FROM old, params
+         SET "spend" = CASE WHEN old.cap IS NULL THEN 0 ELSE GREATEST(0, old.spend_before - old.cap) END
+        FROM old
        WHERE ${joinOn}
-      RETURNING ${entityId} AS entity_id, old.spend_before, t."spend" AS spend_after
+      RETURNING ${entityId} AS entity_id, old.spend_before, t."spend" AS spend_after, old.reset_id, old.entity_type
     ), audit AS (
       INSERT INTO ${SCHEMA}.reset_log_entity (reset_id, entity_type, entity_id, spend_before, spend_after)
-      SELECT params.reset_id, params.entity_type, changed.entity_id, changed.spend_before, changed.spend_after
-        FROM changed, params
+      SELECT reset_id, entity_type, entity_id, spend_before, spend_after FROM changed
     )
-    SELECT count(*)::int AS n, COALESCE(sum(spend_before), 0)::float8 AS spend_before FROM changed`;
+    SELECT reset_id::text AS reset_id, count(*)::int AS n, COALESCE(sum(spend_before), 0)::float8 AS spend_before
+      FROM changed GROUP BY reset_id`;
 }
 
 /** Which optional LiteLLM tables exist in this database (older releases lack some). */

@@ -56,7 +56,7 @@ describe('budget ids too long for a workflow id', () => {
   it('sync starts every workflow, and status, reset and history work with the full id', async () => {
     const sync = await run('--json', 'sync');
     expect(sync.code, sync.stderr).toBe(0);
-    expect(JSON.parse(sync.stdout)).toMatchObject({ found: 3, started: 3 });
+    expect(JSON.parse(sync.stdout)).toMatchObject({ changed: 3, started: 3 });
 
     for (const id of [longTier, edgeTier, ordinary]) {
       const ref = `budget:${id}`;
@@ -83,7 +83,7 @@ describe('budget ids too long for a workflow id', () => {
 
     // A second pass finds every workflow already there: nothing started twice.
     const again = await run('--json', 'sync');
-    expect(JSON.parse(again.stdout)).toMatchObject({ found: 3, started: 0 });
+    expect(JSON.parse(again.stdout)).toMatchObject({ changed: 0, started: 0 });
   });
 
   it('list shows the long budget with a bounded BudgetId', async () => {
