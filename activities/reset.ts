@@ -1,9 +1,17 @@
 import { Context } from '@temporalio/activity';
 import { displayBudgetRef, type BudgetRef } from '../src/budget-ref.js';
 import { classifyDatabaseError, InvalidBudgetDataError } from '../src/errors.js';
-import { existingTables, inTransaction, loadBudgetRow, moveResetAt } from '../src/db/reset-transaction.js';
+import { invalidateResetCaches } from '../src/cache/invalidation.js';
+import {
+  existingTables,
+  findCommittedReset,
+  inTransaction,
+  loadBudgetRow,
+  moveResetAt,
+} from '../src/db/reset-transaction.js';
 import { ResetBatcher } from '../src/db/reset-batcher.js';
 import { settleSchedule, type ScheduleState } from '../src/db/schedule-row.js';
+import { ResetArming } from '../src/reset-arming.js';
 import { planReset } from '../src/reset-plan.js';
 import type { BudgetRow, PlannedResetRequest, ResetRequest, ResetResult } from '../src/reset-types.js';
 import { parseDuration, type ScheduleOptions } from '../src/schedule.js';
@@ -28,6 +36,15 @@ export function createResetActivities(deps: ActivityDeps) {
     reset: { rollover: deps.config.rollover, defaultEndUserBudgetId: deps.config.defaultEndUserBudgetId },
     tables: await knownTables(),
   }));
+  const arming = new ResetArming();
+  const armKey = (r: PlannedResetRequest) => `${r.kind}/${r.id}@${new Date(r.expectedResetAt).toISOString()}`;
+
+  /** One reset through the batcher; a fence that finds our own committed reset returns that reset. */
+  const reset = async (decided: ResetRequest): Promise<ResetResult> => {
+    const result = await permanentErrorsFail(decided, () => batcher.reset(decided));
+    if (result.outcome !== 'already_reset' || decided.trigger === 'forced') return result;
+    return (await findCommittedReset(deps.db, decided)) ?? result;
+  };
 
   /** Turns a workflow's request into a decided period with the schedule module (outside workflow code). */
   const decide = (request: PlannedResetRequest | ResetRequest): ResetRequest => {
@@ -57,13 +74,57 @@ export function createResetActivities(deps: ActivityDeps) {
       );
     },
 
-    /** One fenced, audited reset transaction. */
+    /**
+     * Arms a scheduled reset: this worker runs it at `at` (its boundary) and invalidates the caches, so a herd of
+     * budgets due together commits at the boundary instead of as Temporal dispatches their workflow tasks.
+     */
+    async armReset(request: PlannedResetRequest & { at: string }): Promise<boolean> {
+      const execution = Context.current().info.workflowExecution;
+      const log = Context.current().log;
+      return arming.arm(armKey(request), Date.parse(request.at), async () => {
+        const decided = decide({ ...request, now: request.at });
+        const result = await reset({
+          ...decided,
+          workflowId: execution?.workflowId,
+          runId: execution?.runId,
+        });
+        deps.observer?.onReset?.(decided, result);
+        let cachesInvalidated = false;
+        if (result.outcome === 'reset' && deps.redis) {
+          cachesInvalidated = await invalidateResetCaches(
+            deps.db,
+            deps.redis,
+            deps.config.redisNamespace,
+            result.resetId,
+          ).then(
+            () => true,
+            (error: unknown) => {
+              log.warn('armed reset: cache invalidation failed; the workflow retries it', {
+                error: String(error),
+              });
+              return false;
+            },
+          );
+        }
+        return { result, cachesInvalidated };
+      });
+    },
+
+    /** Forgets an armed reset that has not run (the budget was paused); true if it had already run. */
+    async disarmReset(request: PlannedResetRequest): Promise<boolean> {
+      return arming.collect(armKey(request)) !== undefined;
+    },
+
+    /** One fenced, audited reset transaction (or the outcome of the reset armed for this boundary). */
     async resetBudget(request: PlannedResetRequest | ResetRequest): Promise<ResetResult> {
       const execution = Context.current().info.workflowExecution;
+      const armed = 'now' in request && !request.force ? arming.collect(armKey(request)) : undefined;
+      if (armed) {
+        const { result, cachesInvalidated } = await armed;
+        return result.outcome === 'reset' ? { ...result, cachesInvalidated } : result;
+      }
       const decided = decide(request);
-      const result = await permanentErrorsFail(request, () =>
-        batcher.reset({ ...decided, workflowId: execution?.workflowId, runId: execution?.runId }),
-      );
+      const result = await reset({ ...decided, workflowId: execution?.workflowId, runId: execution?.runId });
       deps.observer?.onReset?.(decided, result);
       Context.current().log.info('resetBudget finished', {
         budgetKind: request.kind,

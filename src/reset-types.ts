@@ -64,6 +64,8 @@ export type ResetResult =
       /** How late the reset committed after its boundary (0 for a forced reset). */
       readonly lateByMs: number;
       readonly missedPeriods: number;
+      /** Set when the worker ran this reset at its boundary and invalidated the caches right after it. */
+      readonly cachesInvalidated?: boolean;
       readonly entityCount: number;
       readonly spendTotal: number;
       /** Entities changed per entity type. */

@@ -53,6 +53,12 @@ import {
  * eviction stays cheap.
  */
 export const MAX_HISTORY_EVENTS = 1_000;
+/**
+ * A scheduled reset is armed in the worker between 30 and 10 seconds before its boundary (spread by the workflow
+ * id, so a herd arms over 20 seconds instead of at one instant), and the worker runs it at the boundary.
+ */
+const ARM_LEAD_MIN_MS = 10_000;
+const ARM_LEAD_SPREAD_MS = 20_000;
 /** Answered forced-reset request ids remembered for deduplication (carried across continue-as-new). */
 const REMEMBERED_REQUESTS = 200;
 
@@ -169,6 +175,9 @@ class BudgetEntity {
   private readonly requests: Map<string, ForcedResetResult | null>;
   private readonly pending: PendingForce[];
   private published = new Map<string, unknown>();
+  /** The boundary whose reset is armed in the worker (not carried: arming again is harmless). */
+  private armedFor: string | null = null;
+  private readonly armLeadMs: number;
 
   constructor(private readonly args: BudgetEntityArgs) {
     const carried = args.carried;
@@ -184,6 +193,7 @@ class BudgetEntity {
     this.knownDuration = carried?.knownDuration ?? null;
     this.requests = new Map(carried?.requests ?? []);
     this.pending = (carried?.pendingForces ?? []).map((p) => ({ ...p, source: 'signal' as const }));
+    this.armLeadMs = ARM_LEAD_MIN_MS + (spread(workflowInfo().workflowId) % ARM_LEAD_SPREAD_MS);
 
     setHandler(forceResetSignal, (force) => this.onForceResetSignal(force));
     setHandler(resetNowUpdate, (force) => this.onResetNow(force), {
@@ -192,7 +202,7 @@ class BudgetEntity {
     setHandler(scheduleChangedSignal, () => {
       this.reloadRequested = true;
     });
-    setHandler(pauseUpdate, (pause) => this.onPause(pause?.reason), {
+    setHandler(pauseUpdate, async (pause) => this.onPause(pause?.reason), {
       validator: (pause) => {
         const problem = validatePauseArgs(pause);
         if (problem) throw new Error(problem);
@@ -223,7 +233,13 @@ class BudgetEntity {
         await this.runScheduled();
         continue;
       }
-      // The durable timer: wakes at the boundary, or early for a message or to continue as new.
+      if (due !== null && due <= this.armLeadMs && this.schedule.kind === 'scheduled') {
+        if (this.armedFor !== this.schedule.nextResetAt) {
+          await this.arm();
+          continue;
+        }
+      }
+      // The durable timer: wakes to arm the reset, at the boundary, or early for a message or to continue as new.
       const pausedAtWait = this.paused;
       const woke = () =>
         this.reloadRequested ||
@@ -231,7 +247,7 @@ class BudgetEntity {
         this.paused !== pausedAtWait ||
         this.continueAsNewDue();
       if (due === null) await condition(woke);
-      else await condition(woke, due);
+      else await condition(woke, due > this.armLeadMs ? due - this.armLeadMs : due);
     }
   }
 
@@ -289,8 +305,10 @@ class BudgetEntity {
     return requestId;
   }
 
-  private onPause(reason: string | undefined): BudgetStatus {
+  private async onPause(reason: string | undefined): Promise<BudgetStatus> {
     if (!this.paused) this.paused = { reason: reason?.trim() || null, since: new Date().toISOString() };
+    // A reset armed in the worker must not run while paused; the update returns once it is taken back.
+    await this.disarm();
     this.publish();
     return this.status();
   }
@@ -333,6 +351,38 @@ class BudgetEntity {
     this.publish();
   }
 
+  /** Arms the coming scheduled reset in the worker; an optimisation only, so a failure is just logged. */
+  private async arm(): Promise<void> {
+    if (this.schedule.kind !== 'scheduled') return;
+    const at = this.schedule.nextResetAt;
+    this.armedFor = at;
+    try {
+      await db.armReset({ ...this.plannedReset({ catchUp: this.catchUpPending }), at });
+    } catch (error) {
+      log.warn('could not arm the reset; it runs when the workflow wakes', { error: describe(error) });
+    }
+  }
+
+  /** Takes back an armed reset (the budget was paused before its boundary). */
+  private async disarm(): Promise<void> {
+    if (this.armedFor === null || this.schedule.kind !== 'scheduled') return;
+    const request = this.plannedReset({});
+    this.armedFor = null;
+    await db.disarmReset(request).catch(() => undefined);
+  }
+
+  private plannedReset(what: Pick<PlannedResetRequest, 'force' | 'catchUp'>): PlannedResetRequest {
+    if (this.schedule.kind !== 'scheduled') throw new Error('no schedule to reset');
+    return {
+      ...this.ref,
+      expectedResetAt: this.schedule.nextResetAt,
+      now: new Date().toISOString(),
+      duration: this.schedule.duration,
+      periodStart: this.periodStart,
+      ...what,
+    };
+  }
+
   private async runScheduled(): Promise<void> {
     await this.reset({ catchUp: this.catchUpPending });
   }
@@ -364,14 +414,7 @@ class BudgetEntity {
     const expected = this.schedule.nextResetAt;
     let result;
     try {
-      result = await db.resetBudget({
-        ...this.ref,
-        expectedResetAt: expected,
-        now: new Date().toISOString(),
-        duration: this.schedule.duration,
-        periodStart: this.periodStart,
-        ...what,
-      });
+      result = await db.resetBudget(this.plannedReset(what));
     } catch (error) {
       if (isNotFound(error)) this.end(this.removedResult('row_deleted'));
       else this.markInvalid(this.schedule.duration, describe(error));
@@ -408,9 +451,10 @@ class BudgetEntity {
       spendTotal: result.spendTotal,
       resetId: result.resetId,
     };
-    let cachesInvalidated = false;
+    let cachesInvalidated = result.cachesInvalidated === true;
     try {
-      await caches.invalidateCaches({ resetId: result.resetId });
+      // An armed reset had its caches invalidated by the worker right after its commit.
+      if (!cachesInvalidated) await caches.invalidateCaches({ resetId: result.resetId });
       cachesInvalidated = true;
       if (this.problem?.kind === 'cache_invalidation') this.problem = null;
     } catch (error) {
@@ -578,6 +622,16 @@ class BudgetEntity {
     if (status.lastError) lines.push(`Last error: ${status.lastError}`);
     setCurrentDetails(lines.join('\n'));
   }
+}
+
+/** A stable spread of a workflow id over non-negative integers (FNV-1a): the same on every replay. */
+function spread(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i += 1) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
 }
 
 function sameValue(a: unknown, b: unknown): boolean {

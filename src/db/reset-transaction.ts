@@ -3,7 +3,7 @@ import type { BudgetRef } from '../budget-ref.js';
 import { ENTITY_TYPES, OWNERS, ident, type EntityType, type OwnerTable } from '../entities.js';
 import { BudgetNotFoundError, InvalidBudgetDataError } from '../errors.js';
 import { lateAtCommit } from '../reset-plan.js';
-import type { BudgetRow, ResetRequest, ResetResult } from '../reset-types.js';
+import type { BudgetRow, ResetRequest, ResetResult, ResetTrigger } from '../reset-types.js';
 import { rememberOwnSchedule, rememberOwnSchedules } from './budget-sync.js';
 import { SCHEMA } from './migrate.js';
 
@@ -405,6 +405,45 @@ export function zeroSpendSql(type: EntityType, scope: Scope): string {
     )
     SELECT reset_id::text AS reset_id, count(*)::int AS n, COALESCE(sum(spend_before), 0)::float8 AS spend_before
       FROM changed GROUP BY reset_id`;
+}
+
+/**
+ * The reset a workflow already committed for this budget's period (an armed reset the worker ran at the boundary,
+ * or an attempt that committed before its worker died), read back from the audit; undefined if there is none.
+ */
+export async function findCommittedReset(
+  db: pg.Pool,
+  request: Pick<ResetRequest, 'kind' | 'id' | 'periodEnd' | 'workflowId'>,
+): Promise<ResetResult | undefined> {
+  const { rows } = await db.query<{
+    id: string;
+    period_end: Date;
+    next_reset_at: Date;
+    trigger: ResetTrigger;
+    late_by_ms: string;
+    missed_periods: number;
+    entity_count: number;
+    spend_total: number;
+  }>(
+    `SELECT id, period_end, next_reset_at, trigger, late_by_ms, missed_periods, entity_count, spend_total
+       FROM ${SCHEMA}.reset_log
+      WHERE budget_kind = $1 AND budget_key = ${SCHEMA}.id_key($2) AND period_end = $3 AND workflow_id = $4`,
+    [request.kind, request.id, request.periodEnd, request.workflowId ?? null],
+  );
+  const row = rows[0];
+  if (!row) return undefined;
+  return {
+    outcome: 'reset',
+    resetId: String(row.id),
+    periodEnd: row.period_end.toISOString(),
+    nextResetAt: row.next_reset_at.toISOString(),
+    trigger: row.trigger,
+    lateByMs: Number(row.late_by_ms),
+    missedPeriods: row.missed_periods,
+    entityCount: row.entity_count,
+    spendTotal: row.spend_total,
+    byType: {},
+  };
 }
 
 /** Which optional LiteLLM tables exist in this database (older releases lack some). */

@@ -20,6 +20,8 @@ const { History } = proto.temporal.api.history.v1;
 const HISTORIES = fileURLToPath(new URL('./histories/', import.meta.url));
 /** The release whose histories `RECORD_HISTORIES=1` writes; CI replays every release's folder. */
 const RELEASE = '0.2.0';
+/** Every committed history is of the budget `budget:replay`. */
+const RECORDED_WORKFLOW_ID = budgetWorkflowId({ kind: 'budget', id: 'replay' });
 const HOUR = 60 * 60 * 1000;
 const DAY = 24 * HOUR;
 /** `RECORD_HISTORIES=1 npx vitest run test/workflows/history.test.ts` rewrites this release's histories. */
@@ -312,7 +314,8 @@ describe('budgetEntityWorkflow history', () => {
         const json: unknown = JSON.parse(await readFile(path.join(HISTORIES, release, file), 'utf8'));
         const history = History.fromObject(json as Parameters<typeof History.fromObject>[0]);
         // Throws DeterminismViolationError if the code no longer produces the recorded commands.
-        await Worker.runReplayHistory({ workflowBundle: t.bundle }, history, `${release}/${file}`);
+        // Replayed under the id it was recorded with: the workflow derives its arming time from its id.
+        await Worker.runReplayHistory({ workflowBundle: t.bundle }, history, RECORDED_WORKFLOW_ID);
         replayed += 1;
       }
     }
