@@ -1,0 +1,16 @@
+/**
+ * How long tests wait for things. Each limit is several times what the operation costs on two cores kept busy by
+ * `npm run test:stress` plus other work (measured at load average 12, in the comments), so a limit that runs out
+ * means something is wrong, not that the machine is busy. Every wait returns as soon as its condition holds: a
+ * limit never slows a passing run down.
+ */
+export const LIMITS = {
+  /** A workflow reacting to what a test did (a few workflow tasks and activities) and a query seeing it: ≤ 5 s. */
+  workflowStep: 60_000,
+  /** A `budgetctl worker` process from spawn to `/readyz` (Node with tsx, migrations, bundling workflows): 15 s. */
+  workerStart: 120_000,
+  /** One `budgetctl` command as a fresh process (Node with tsx, a connection, one request): 3 s. */
+  cliCommand: 30_000,
+  /** The dev server's visibility (list queries) catching up with a change: 1 s. */
+  visibility: 30_000,
+} as const;
