@@ -8,6 +8,7 @@ import { BUDGET_WORKFLOW_TYPE } from '../../src/temporal/budget-workflows.js';
 import { statusQuery, type BudgetStatus } from '../../src/temporal/messages.js';
 import { createBudgetWorker } from '../../src/worker.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { LIMITS } from '../helpers/limits.js';
 import { insertKey } from '../helpers/litellm-rows.js';
 import { services, uniqueName } from '../helpers/services.js';
 import { bundleWorkflows, installTestRuntime } from '../helpers/temporal.js';
@@ -54,7 +55,9 @@ describe('a budget workflow whose worker was down', () => {
     const status = (): Promise<BudgetStatus> =>
       client.workflow.getHandle(budgetWorkflowId(ref)).query(statusQuery);
 
-    const firstBoundary = new Date(Math.ceil((Date.now() + 3_000) / 2_000) * 2_000);
+    // Far enough ahead that the first worker is created, has the workflow set its timer and is stopped before it,
+    // on a busy machine too (that took 7 s at load average 12; it used to be given 3 s).
+    const firstBoundary = new Date(Math.ceil((Date.now() + 20_000) / 2_000) * 2_000);
     await insertKey(db.pool, { token, spend: 5, duration: '2s', resetAt: firstBoundary.toISOString() });
     const handle = await client.workflow.start(BUDGET_WORKFLOW_TYPE, {
       taskQueue,
@@ -65,12 +68,15 @@ describe('a budget workflow whose worker was down', () => {
       const before = await makeWorker();
       await before.runUntil(
         vi.waitFor(async () => expect((await status()).nextResetAt).toBe(firstBoundary.toISOString()), {
-          timeout: 30_000,
+          timeout: LIMITS.workflowStep,
         }),
+      );
+      expect(Date.now(), 'the worker must be down before the first boundary').toBeLessThan(
+        firstBoundary.getTime(),
       );
       // The worker is down while three boundaries pass.
       await vi.waitFor(() => expect(Date.now()).toBeGreaterThan(firstBoundary.getTime() + 4_500), {
-        timeout: 30_000,
+        timeout: firstBoundary.getTime() + 4_500 - Date.now() + LIMITS.workflowStep,
         interval: 100,
       });
       const after = await makeWorker();
@@ -81,7 +87,7 @@ describe('a budget workflow whose worker was down', () => {
             if (s.cycle < 1) throw new Error('not reset yet');
             return s;
           },
-          { timeout: 30_000, interval: 100 },
+          { timeout: LIMITS.workflowStep, interval: 100 },
         ),
       );
       expect(reset.lastReset?.trigger).toBe('catch_up');
