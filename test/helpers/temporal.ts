@@ -11,7 +11,9 @@ import {
   type WorkflowBundleWithSourceMap,
 } from '@temporalio/worker';
 import { fileURLToPath } from 'node:url';
+import type { Duration } from '@temporalio/common';
 import { startTestServer, type RunningTestServer } from '../../src/provision/test-server.js';
+import { LIMITS } from './limits.js';
 import { services } from './services.js';
 
 let runtimeInstalled = false;
@@ -44,6 +46,33 @@ class StartedTimeSkippingEnvironment extends TestWorkflowEnvironment {
       'default',
       testServer.address,
     );
+    // Skipped time stops moving while a workflow task or activity is outstanding; bound each sleep so a server
+    // whose time is stuck fails here, saying so, instead of in the test's timeout.
+    const skip = this.sleep;
+    this.sleep = async (duration: Duration): Promise<void> => {
+      const from = await this.currentTimeMs();
+      let timer: NodeJS.Timeout | undefined;
+      const stuck = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          const fail = (moved: string) =>
+            reject(
+              new Error(
+                `env.sleep(${String(duration)}) did not finish within ${LIMITS.timeSkip} ms: server time moved ` +
+                  `${moved}; something holds time (a workflow task or activity nobody completes)`,
+              ),
+            );
+          this.currentTimeMs().then(
+            (now) => fail(`${now - from} ms`),
+            () => fail('an unknown amount'),
+          );
+        }, LIMITS.timeSkip);
+      });
+      try {
+        await Promise.race([skip(duration), stuck]);
+      } finally {
+        clearTimeout(timer);
+      }
+    };
   }
 
   static async start(executable: string): Promise<StartedTimeSkippingEnvironment> {
