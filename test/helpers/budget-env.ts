@@ -86,11 +86,12 @@ export class BudgetTestEnv {
   }
 
   /**
-   * Makes `worker.runUntil` end a passing test body on a quiet server: while the worker still runs, it waits until
-   * no workflow the test started has a workflow task or an activity outstanding, then terminates them. The Java
-   * test server holds a time-skipping lock for each outstanding task and releases it only when the task completes,
-   * fails or times out, never on termination: terminating mid-task would freeze skipped time for every later test
-   * on this server. On a busy machine a test body often ends with such a task still in flight.
+   * Makes `worker.runUntil` end a passing test body on a quiet server: before the worker stops, it waits until no
+   * workflow the test started has a workflow task or an activity outstanding (`terminateAll` then ends them after
+   * the test). The Java test server holds a time-skipping lock for each outstanding task and releases it only when
+   * the task completes, fails or times out, never on termination: a workflow terminated mid-task would freeze
+   * skipped time for every later test on this server. On a busy machine a test body often ends with such a task
+   * still in flight (the invalidation after a reset, the workflow task after a query's answer).
    */
   private settleBeforeShutdown(worker: Worker): void {
     const runUntil = worker.runUntil.bind(worker);
@@ -98,7 +99,6 @@ export class BudgetTestEnv {
       runUntil(async () => {
         const result = await (typeof fnOrPromise === 'function' ? fnOrPromise() : fnOrPromise);
         await this.settle();
-        await this.terminateAll();
         return result;
       });
   }
