@@ -8,9 +8,11 @@ export default defineConfig({
     pool: 'forks',
     // Two cores: each workflow test file runs its own time-skipping server, so more forks only thrash.
     maxWorkers: 2,
-    // Server start-up and workflow bundling take longer than vitest's defaults.
-    testTimeout: 120_000,
-    hookTimeout: 180_000,
+    // Backstops above the sum of any test's own wait limits (test/helpers/limits.ts), so a slow step fails in its
+    // own wait, with a message that says what did not happen. A hook starts a time-skipping server (up to 120 s on
+    // a busy machine) and bundles the workflows (up to a minute).
+    testTimeout: 300_000,
+    hookTimeout: 300_000,
     teardownTimeout: 60_000,
   },
 });

@@ -48,7 +48,9 @@ export async function installDebianPackage(name: string): Promise<boolean> {
   if (!apt || process.getuid?.() !== 0) return false;
   process.stderr.write(`Installing Debian package ${name}...\n`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  await run(apt, ['update', '-qq'], { env });
-  await run(apt, ['install', '-y', '-qq', '--no-install-recommends', name], { env });
+  // Another install may be running (a second test run, the system's own updates): wait for its lock.
+  const wait = ['-o', 'DPkg::Lock::Timeout=600'];
+  await run(apt, [...wait, 'update', '-qq'], { env });
+  await run(apt, [...wait, 'install', '-y', '-qq', '--no-install-recommends', name], { env });
   return true;
 }

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freePort } from '../../src/provision/ports.js';
 import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag, insertTeam, spendOf } from '../helpers/litellm-rows.js';
 import { services, uniqueName } from '../helpers/services.js';
 
@@ -58,7 +59,7 @@ beforeAll(async () => {
       const status = await run('status', `team:${team}`);
       if (status.code !== 0) throw new Error(`${status.stderr}\n${workerLog}`);
     },
-    { timeout: 90_000, interval: 500 },
+    { timeout: LIMITS.workerStart + LIMITS.cliCommand, interval: 500 },
   );
 });
 
@@ -118,7 +119,7 @@ describe('budgetctl against a real worker process and the dev server', () => {
         const listed = await json('list', '--state', 'paused', '--kind', 'team');
         expect(listed.budgets.map((b: { budget: string }) => b.budget)).toContain(`team:${team}`);
       },
-      { timeout: 20_000, interval: 250 },
+      { timeout: LIMITS.visibility + LIMITS.cliCommand, interval: 250 },
     );
     expect((await run('resume', `team:${team}`)).stdout).toMatch(/is active/);
     expect(await json('status', `team:${team}`)).toMatchObject({ state: 'active', paused: null });
@@ -131,7 +132,7 @@ describe('budgetctl against a real worker process and the dev server', () => {
         expect(due.budgets.map((b: { budget: string }) => b.budget)).toContain(`budget:${tier}`);
         expect(due.query).toMatch(/NextResetAt <= '/);
       },
-      { timeout: 20_000, interval: 250 },
+      { timeout: LIMITS.visibility + LIMITS.cliCommand, interval: 250 },
     );
     const table = await run('list', '--kind', 'team');
     expect(table.stdout).toMatch(/BUDGET\s+STATE\s+NEXTRESETAT/);
@@ -218,7 +219,7 @@ describe('budgetctl against a real worker process and the dev server', () => {
     const base = `http://127.0.0.1:${metricsPort}`;
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     await vi.waitFor(async () => expect((await fetch(`${base}/readyz`)).status).toBe(200), {
-      timeout: 10_000,
+      timeout: LIMITS.workflowStep,
     });
     const metrics = await (await fetch(`${base}/metrics`)).text();
     expect(metrics).toMatch(

@@ -13,6 +13,7 @@ import { BUDGET_WORKFLOW_TYPE } from '../../src/temporal/budget-workflows.js';
 import { resetNowUpdate, statusQuery } from '../../src/temporal/messages.js';
 import { createBudgetWorker } from '../../src/worker.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag, spendOf } from '../helpers/litellm-rows.js';
 import { services, uniqueName } from '../helpers/services.js';
 import { bundleWorkflows, installTestRuntime } from '../helpers/temporal.js';
@@ -81,7 +82,9 @@ describe('Redis down during a reset', () => {
         });
         // The database side does not wait for Redis.
         await expect
-          .poll(() => spendOf(db.pool, 'LiteLLM_TagTable', { tag_name: `${tier}-tag` }), { timeout: 20_000 })
+          .poll(() => spendOf(db.pool, 'LiteLLM_TagTable', { tag_name: `${tier}-tag` }), {
+            timeout: LIMITS.workflowStep,
+          })
           .toBe(0);
         redisServer = await startRedis({ dataDir: scratch, port });
         const result = await update;

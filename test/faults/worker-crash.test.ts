@@ -1,13 +1,21 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
+import { freePort } from '../../src/provision/ports.js';
 import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { insertBudget, insertTag } from '../helpers/litellm-rows.js';
+import { LIMITS } from '../helpers/limits.js';
 import { services, uniqueName } from '../helpers/services.js';
 
 // Two real worker processes on one task queue (how the service scales out); one is killed without warning before
 // the boundary. The survivor must reset every budget exactly once.
 const BUDGETS = 20;
+/**
+ * From a running service to the boundary: room for inserting the rows, one `budgetctl sync` and the listing that
+ * shows every workflow started, so the kill lands before the boundary (6.5 s at load average 12 on two cores).
+ */
+const BOUNDARY_AFTER_MS = 30_000;
+const TEST_TIMEOUT = LIMITS.workerStart + BOUNDARY_AFTER_MS + LIMITS.workflowStep + LIMITS.cliCommand;
 let db: TestDatabase;
 const workers: ChildProcess[] = [];
 
@@ -20,7 +28,7 @@ afterAll(async () => {
 });
 
 describe('two workers, one killed', () => {
-  it('resets every budget exactly once on the surviving worker', async () => {
+  it('resets every budget exactly once on the surviving worker', { timeout: TEST_TIMEOUT }, async () => {
     const taskQueue = uniqueName('crash');
     const env = {
       DATABASE_URL: db.url,
@@ -29,7 +37,14 @@ describe('two workers, one killed', () => {
       TEMPORAL_ADDRESS: services().temporalAddress,
       BUDGET_TASK_QUEUE: taskQueue,
     };
-    const boundary = new Date(Math.ceil((Date.now() + 25_000) / 1_000) * 1_000);
+    // Both workers poll before any budget exists, so the boundary below is measured from a running service and
+    // not from how long two cold processes take to start on a busy machine.
+    const healthPorts = [await freePort(), await freePort()];
+    for (const port of healthPorts)
+      workers.push(spawnBudgetctl(['worker'], { ...env, METRICS_PORT: String(port) }));
+    await Promise.all(healthPorts.map((port, i) => waitUntilReady(port, workers[i]!)));
+
+    const boundary = new Date(Math.ceil((Date.now() + BOUNDARY_AFTER_MS) / 1_000) * 1_000);
     for (let i = 0; i < BUDGETS; i += 1) {
       await insertBudget(db.pool, {
         id: `${taskQueue}-${i}`,
@@ -42,7 +57,9 @@ describe('two workers, one killed', () => {
         budgetId: `${taskQueue}-${i}`,
       });
     }
-    workers.push(spawnBudgetctl(['worker'], env), spawnBudgetctl(['worker'], env));
+    // Discovery now rather than at the supervisor's next sync (every 30 s).
+    const sync = await budgetctl(['sync'], env);
+    expect(sync.code, sync.stderr).toBe(0);
     await vi.waitFor(
       async () => {
         const listed = await budgetctl(['--json', 'list', '--kind', 'budget'], env);
@@ -51,17 +68,21 @@ describe('two workers, one killed', () => {
         );
         expect(mine).toHaveLength(BUDGETS);
       },
-      { timeout: 20_000, interval: 500 },
+      { timeout: BOUNDARY_AFTER_MS, interval: 500 },
     );
     // The first worker dies before the boundary: no graceful shutdown, its sticky caches are lost.
     await stopProcess(workers[0]!, 'SIGKILL');
+    expect(Date.now(), 'the worker must die before the boundary, or this test proves nothing').toBeLessThan(
+      boundary.getTime(),
+    );
 
+    // The survivor takes over once the dead worker's sticky queue times out (10 s), then runs 20 resets.
     await vi.waitFor(
       async () => {
         const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM budget_lifecycle.reset_log`);
         expect(rows[0].n).toBe(BUDGETS);
       },
-      { timeout: 90_000, interval: 500 },
+      { timeout: BOUNDARY_AFTER_MS + LIMITS.workflowStep, interval: 500 },
     );
     const { rows } = await db.pool.query<{ budget_id: string; n: number; period_end: Date }>(
       `SELECT budget_id, count(*)::int AS n, min(period_end) AS period_end
@@ -76,3 +97,17 @@ describe('two workers, one killed', () => {
     expect(left.rows[0].n).toBe(0);
   });
 });
+
+/** Resolves once the worker's `/readyz` answers 200; fails at once if the process exits first. */
+async function waitUntilReady(port: number, worker: ChildProcess): Promise<void> {
+  let output = '';
+  worker.stderr?.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-4_000)));
+  await vi.waitFor(
+    async () => {
+      if (worker.exitCode !== null) throw new Error(`the worker exited with ${worker.exitCode}: ${output}`);
+      const response = await fetch(`http://127.0.0.1:${port}/readyz`);
+      expect(response.status).toBe(200);
+    },
+    { timeout: LIMITS.workerStart, interval: 250 },
+  );
+}

@@ -1,4 +1,5 @@
 import type { WorkflowHandle } from '@temporalio/client';
+import proto from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker, WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { Redis } from 'ioredis';
@@ -12,7 +13,10 @@ import { registerSearchAttributes } from '../../src/temporal/register-search-att
 import { createBudgetWorker } from '../../src/worker.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { services, uniqueName } from './services.js';
+import { LIMITS } from './limits.js';
 import { bundleWorkflows, createTimeSkippingEnv } from './temporal.js';
+
+const EventType = proto.temporal.api.enums.v1.EventType;
 
 /**
  * Everything a workflow test file needs, all real: its own time-skipping server, a database cloned from LiteLLM's
@@ -77,7 +81,45 @@ export class BudgetTestEnv {
       deps: { ...deps, temporal: { client: this.env.client, taskQueue } },
       workflowBundle: this.bundle,
     });
+    this.settleBeforeShutdown(worker);
     return { worker, taskQueue };
+  }
+
+  /**
+   * Makes `worker.runUntil` end a passing test body on a quiet server: before the worker stops, it waits until no
+   * workflow the test started has a workflow task or an activity outstanding (`terminateAll` then ends them after
+   * the test). The Java test server holds a time-skipping lock for each outstanding task and releases it only when
+   * the task completes, fails or times out, never on termination: a workflow terminated mid-task would freeze
+   * skipped time for every later test on this server. On a busy machine a test body often ends with such a task
+   * still in flight (the invalidation after a reset, the workflow task after a query's answer).
+   */
+  private settleBeforeShutdown(worker: Worker): void {
+    const runUntil = worker.runUntil.bind(worker);
+    worker.runUntil = async <R>(fnOrPromise: Promise<R> | (() => Promise<R>)): Promise<R> =>
+      runUntil(async () => {
+        const result = await (typeof fnOrPromise === 'function' ? fnOrPromise() : fnOrPromise);
+        await this.settle();
+        return result;
+      });
+  }
+
+  /** Waits until every running workflow this test started has no workflow task or activity outstanding. */
+  private async settle(): Promise<void> {
+    await vi.waitFor(
+      async () => {
+        for (const workflowId of this.started) {
+          const handle = this.env.client.workflow.getHandle(workflowId);
+          const description = await handle.describe();
+          if (description.status.name !== 'RUNNING') continue;
+          const activities = description.raw.pendingActivities?.length ?? 0;
+          if (activities > 0) throw new Error(`${workflowId} still has ${activities} activities in flight`);
+          if (hasOutstandingWorkflowTask(await handle.fetchHistory())) {
+            throw new Error(`${workflowId} still has a workflow task in flight`);
+          }
+        }
+      },
+      { timeout: LIMITS.workflowStep, interval: 50 },
+    );
   }
 
   async start(
@@ -119,7 +161,7 @@ export class BudgetTestEnv {
   async waitForStatus(
     ref: BudgetRef,
     predicate: (s: BudgetStatus) => boolean,
-    timeout = 30_000,
+    timeout = LIMITS.workflowStep,
   ): Promise<BudgetStatus> {
     return vi.waitFor(
       async () => {
@@ -182,4 +224,21 @@ export function useBudgetTestEnv(receive: (env: BudgetTestEnv) => void): void {
   afterAll(async () => {
     await env?.teardown();
   });
+}
+
+/** Whether the history's last workflow task event leaves a task to run (scheduled, started, or to be retried). */
+function hasOutstandingWorkflowTask(history: proto.temporal.api.history.v1.IHistory): boolean {
+  const events = history.events ?? [];
+  for (let i = events.length - 1; i >= 0; i -= 1) {
+    switch (events[i]!.eventType) {
+      case EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+      case EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+      case EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED: // retried
+      case EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT: // retried
+        return true;
+      case EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+        return false;
+    }
+  }
+  return false;
 }
