@@ -46,6 +46,7 @@ const LONG_TIMEOUT_MS = 120 * 60_000;
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const BASELINE = fileURLToPath(new URL('./baseline.json', import.meta.url));
+const QUICK_BASELINE = fileURLToPath(new URL('./baseline-quick.json', import.meta.url));
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 
 interface Benchmarks {
@@ -69,7 +70,8 @@ function numberArg(argv: readonly string[], name: string): number | undefined {
   const arg = argv.find((a) => a.startsWith(`--${name}=`));
   if (!arg) return undefined;
   const value = Number(arg.slice(name.length + 3));
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} must be a positive number, got ${arg}`);
+  if (!Number.isFinite(value) || value <= 0)
+    throw new Error(`--${name} must be a positive number, got ${arg}`);
   return value;
 }
 
@@ -104,7 +106,9 @@ async function main(): Promise<number> {
   const opts = parseRunOptions(process.argv.slice(2));
   const full = only.size === BENCHMARKS.length && !opts.quick;
   const baselineArg = process.argv.find((a) => a.startsWith('--baseline='));
-  const baseline = loadBaseline(baselineArg ? baselineArg.slice('--baseline='.length) : BASELINE);
+  const baseline = loadBaseline(
+    baselineArg ? baselineArg.slice('--baseline='.length) : opts.quick ? QUICK_BASELINE : BASELINE,
+  );
   const long = !opts.quick && (only.has('flush') || only.has('herd'));
   installSignalHandlers(long ? LONG_TIMEOUT_MS : OVERALL_TIMEOUT_MS);
   const date = new Date().toISOString();
@@ -266,11 +270,22 @@ async function main(): Promise<number> {
   };
   await mkdir(RESULTS_DIR, { recursive: true });
   const out = `${RESULTS_DIR}${full ? 'latest' : opts.quick ? 'quick' : 'partial'}.json`;
+  // The flush and herd figures also go to files of their own, so runs of different sizes sit side by side.
+  const suffix = opts.quick ? 'quick' : String(opts.herdSize);
   if (herdPlot) {
-    const svg = `${RESULTS_DIR}herd-lateness${opts.quick ? '-quick' : `-${opts.herdSize}`}.svg`;
+    const svg = `${RESULTS_DIR}herd-lateness-${suffix}.svg`;
     await writeFile(svg, herdPlot);
     log(`lateness plot: ${svg}`);
   }
+  const own = (name: string, figures: unknown) =>
+    JSON.stringify({ date, machine, git: gitInfo(ROOT), options: opts, [name]: figures }, roundFloats, 2);
+  if (benchmarks.herd)
+    await writeFile(`${RESULTS_DIR}herd-${suffix}.json`, `${own('herd', benchmarks.herd)}\n`);
+  if (benchmarks.flush)
+    await writeFile(
+      `${RESULTS_DIR}flush${opts.quick ? '-quick' : ''}.json`,
+      `${own('flush', benchmarks.flush)}\n`,
+    );
   await writeFile(`${out}.tmp`, await formatJson(JSON.stringify(results, roundFloats, 2), out));
   await rename(`${out}.tmp`, out);
 
@@ -382,7 +397,8 @@ function summary(b: Benchmarks): string {
       `history events per reset cycle (${fl.options.cycleDuration}) max / median`,
       `${fl.historyEventsPerResetCycle.max} / ${fl.historyEventsPerResetCycle.median}`,
     ]);
-    for (const [at, ms] of Object.entries(fl.discoveryPassMs)) rows.push([name, `discovery pass ms, ${at}`, ms]);
+    for (const [at, ms] of Object.entries(fl.discoveryPassMs))
+      rows.push([name, `discovery pass ms, ${at}`, ms]);
     rows.push([name, 'discovery ms (spawn -> all running)', fl.discoveryMs.fromSpawn]);
   }
   const h = b.herd;
@@ -391,11 +407,23 @@ function summary(b: Benchmarks): string {
     const l = h.lateness;
     rows.push([name, 'lateness p50 / p95 / p99 / max ms', `${l.p50} / ${l.p95} / ${l.p99} / ${l.max}`]);
     const m = h.litellm.modelled;
-    rows.push([name, 'LiteLLM modelled p50 / p99 / max s', `${m.p50 / 1000} / ${m.p99 / 1000} / ${m.max / 1000}`]);
+    rows.push([
+      name,
+      'LiteLLM modelled p50 / p99 / max s',
+      `${m.p50 / 1000} / ${m.p99 / 1000} / ${m.max / 1000}`,
+    ]);
     rows.push([name, 'LiteLLM sweep ms (measured)', h.litellm.sweepMs]);
     rows.push([name, 'resets/s', h.resetsPerSecond]);
-    rows.push([name, 'discovery ms (spawn -> running / armed)', `${h.discovery.runningMs} / ${h.discovery.armedMs}`]);
-    rows.push([name, 'worker RSS MB armed / peak (all workers)', `${h.workerRssMB.armed} / ${h.workerRssMB.peak}`]);
+    rows.push([
+      name,
+      'discovery ms (spawn -> running / armed)',
+      `${h.discovery.runningMs} / ${h.discovery.armedMs}`,
+    ]);
+    rows.push([
+      name,
+      'worker RSS MB armed / peak (all workers)',
+      `${h.workerRssMB.armed} / ${h.workerRssMB.peak}`,
+    ]);
     rows.push([name, 'history events per reset (median)', h.historyEventsPerReset.median]);
     rows.push([name, 'reset exactly once', String(h.resetExactlyOnce)]);
     for (const [group, c] of Object.entries(h.cpuAtBoundary))

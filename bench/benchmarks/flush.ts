@@ -15,7 +15,13 @@ import {
   type StatementWindow,
   type WorkerDatabase,
 } from '../lib/worker-database.js';
-import { sampleRss, spawnWorker, stopWorker, waitReady, type WorkerProcess } from '../lib/worker-processes.js';
+import {
+  sampleRss,
+  spawnWorker,
+  stopWorker,
+  waitReady,
+  type WorkerProcess,
+} from '../lib/worker-processes.js';
 
 const EventType = proto.temporal.api.enums.v1.EventType;
 
@@ -140,7 +146,9 @@ export async function benchFlush(
       { timeoutMs: 600_000, intervalMs: 250 },
     );
     const discovered = performance.now();
-    log(`${options.budgetKeys} workflows running ${round((discovered - worker.spawnedAt) / 1000)} s after spawn`);
+    log(
+      `${options.budgetKeys} workflows running ${round((discovered - worker.spawnedAt) / 1000)} s after spawn`,
+    );
     // Settled: every workflow has read its row and published its next reset.
     await pollUntil(
       'every workflow knows its next reset',
@@ -263,7 +271,11 @@ async function measureWindow(
   await sleep(windowMs);
   const statementsAfter = await workerStatements(db);
   const elapsed = performance.now() - t0;
-  const cpu = cpuDelta(cpuBefore, cpuByGroup((p) => (p.pid === worker.pid ? 'worker' : p.comm)), elapsed);
+  const cpu = cpuDelta(
+    cpuBefore,
+    cpuByGroup((p) => (p.pid === worker.pid ? 'worker' : p.comm)),
+    elapsed,
+  );
   const historyAfter = await historyLengths(temporal, sample);
   let max = 0;
   let total = 0;
@@ -358,7 +370,10 @@ function durationMs(duration: string): number {
  * budget_sync, nothing changed), timed at several budget counts. Rows are added with their budget_sync rows, as
  * if their workflows had been told, so no pass finds changes.
  */
-async function timeDiscoveryPasses(db: WorkerDatabase, options: FlushOptions): Promise<Record<string, number>> {
+async function timeDiscoveryPasses(
+  db: WorkerDatabase,
+  options: FlushOptions,
+): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   // The short keys' rows keep changing (their worker is gone); drop them so the pass compares equal rows.
   await db.pool.query(`DELETE FROM "LiteLLM_VerificationToken" WHERE token LIKE 'flush-c-%'`);
@@ -377,7 +392,8 @@ async function timeDiscoveryPasses(db: WorkerDatabase, options: FlushOptions): P
       const t0 = performance.now();
       const changes = await pass();
       runs.push(performance.now() - t0);
-      if (changes !== 0) throw new Error(`discovery pass at ${label} found ${changes} changes, expected none`);
+      if (changes !== 0)
+        throw new Error(`discovery pass at ${label} found ${changes} changes, expected none`);
     }
     out[label] = round(median(runs), 1);
     log(`discovery pass at ${label}: ${out[label]} ms`);

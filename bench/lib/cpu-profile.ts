@@ -45,8 +45,20 @@ function category(node: ProfileNode): string {
   return 'other dependencies';
 }
 
+/** A file's place without the machine's paths: package path, our folder, or the bundle's file name. */
+function shortUrl(url: string): string {
+  return url
+    .replace(/^.*node_modules\//, '')
+    .replace(/^file:\/\/.*?\/(workflows|src|activities)\//, '$1/')
+    .replace(/^file:\/\/.*\/(workflow-bundle-[^/]*)$/, '$1');
+}
+
 /** Summarises the samples between `fromUs` and `toUs` (monotonic µs), the whole profile when omitted. */
-export async function summariseProfile(file: string, fromUs?: number, toUs?: number): Promise<ProfileSummary> {
+export async function summariseProfile(
+  file: string,
+  fromUs?: number,
+  toUs?: number,
+): Promise<ProfileSummary> {
   const profile = JSON.parse(await readFile(file, 'utf8')) as CpuProfile;
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const from = fromUs ?? profile.startTime;
@@ -70,7 +82,7 @@ export async function summariseProfile(file: string, fromUs?: number, toUs?: num
     total += us;
     const cat = category(node);
     categories.set(cat, (categories.get(cat) ?? 0) + us);
-    const where = `${node.callFrame.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/(workflows|src|activities)\//, '$1/')}:${node.callFrame.lineNumber + 1}`;
+    const where = `${shortUrl(node.callFrame.url)}:${node.callFrame.lineNumber + 1}`;
     const key = `${node.callFrame.functionName}@${where}`;
     const f = functions.get(key) ?? { fn: node.callFrame.functionName || '(anonymous)', where, us: 0 };
     f.us += us;
@@ -82,7 +94,11 @@ export async function summariseProfile(file: string, fromUs?: number, toUs?: num
     sampledMs: ms(total),
     categories: [...categories.entries()]
       .sort((a, b) => b[1] - a[1])
-      .map(([c, us]) => ({ category: c, ms: ms(us), share: Math.round((us / Math.max(1, total)) * 1000) / 1000 })),
+      .map(([c, us]) => ({
+        category: c,
+        ms: ms(us),
+        share: Math.round((us / Math.max(1, total)) * 1000) / 1000,
+      })),
     topFunctions: [...functions.values()]
       .filter((f) => f.fn !== '(idle)')
       .sort((a, b) => b.us - a.us)

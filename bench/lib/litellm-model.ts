@@ -76,10 +76,9 @@ export async function timeLiteLLMSweep(
           );
         }
         for (const linked of t.linked ?? []) {
-          await client.query(
-            `UPDATE "${linked.table}" SET spend = 0 WHERE budget_id = ANY($1::text[])`,
-            [rows.map((r) => r.id)],
-          );
+          await client.query(`UPDATE "${linked.table}" SET spend = 0 WHERE budget_id = ANY($1::text[])`, [
+            rows.map((r) => r.id),
+          ]);
         }
         await client.query('COMMIT');
         const at = performance.now() - t0;
@@ -132,7 +131,10 @@ export function summarise(values: readonly number[]): LatenessSummary {
     p50: round(percentile(values, 50), 0),
     p95: round(percentile(values, 95), 0),
     p99: round(percentile(values, 99), 0),
-    max: round(values.reduce((m, v) => (v > m ? v : m), -Infinity), 0),
+    max: round(
+      values.reduce((m, v) => (v > m ? v : m), -Infinity),
+      0,
+    ),
     count: values.length,
   };
 }
