@@ -4,8 +4,10 @@
  * bench/results/latest.json and holds the figures to bench/baseline.json: exits 1 when a target is missed,
  * 2 when a benchmark fails, 3 when the whole run times out. See bench/README.md.
  *
- *   npm run bench                               all four benchmarks
+ *   npm run bench                               every benchmark
  *   npm run bench -- --only=reset,invalidation  some of them (results go to bench/results/partial.json)
+ *   npm run bench -- --only=flush,herd --quick  the small configuration CI runs (bench/results/quick.json)
+ *   npm run bench -- --only=herd --herd-size=10000 --profile
  *   npm run bench -- --baseline=other.json      hold the figures to other targets
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises';
@@ -13,6 +15,10 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { benchInvalidation, type InvalidationFigures } from './benchmarks/cache-invalidation.js';
 import { benchFanOut, type FanOutFigures } from './benchmarks/fan-out.js';
+import { FLUSH_DEFAULTS, FLUSH_QUICK, benchFlush, type FlushFigures } from './benchmarks/flush.js';
+import { benchHerd, herdDefaults, type HerdFigures } from './benchmarks/herd.js';
+import { startDevTemporal, type DevTemporal } from './lib/dev-temporal.js';
+import { latencyCdfSvg } from './lib/svg-plot.js';
 import { benchResetTier, type ResetTierFigures } from './benchmarks/reset-transaction.js';
 import { benchTimeSkipping, type TimeSkippingFigures } from './benchmarks/time-skipping.js';
 import { cleanupAll, installSignalHandlers, isInterrupted } from './lib/lifecycle.js';
@@ -22,7 +28,7 @@ import { startTemporal, type TemporalBench } from './lib/temporal.js';
 import { TEST_SERVER_VERSION } from '../src/provision/test-server.js';
 import { LITELLM_PROXY_EXTRAS_VERSION } from '../src/provision/litellm-schema.js';
 
-const BENCHMARKS = ['reset', 'invalidation', 'cycles', 'fanout'] as const;
+const BENCHMARKS = ['reset', 'invalidation', 'cycles', 'fanout', 'flush', 'herd'] as const;
 type BenchName = (typeof BENCHMARKS)[number];
 /** Which results key each benchmark writes (baseline metrics start with it). */
 const RESULT_KEY: Record<BenchName, string> = {
@@ -30,12 +36,17 @@ const RESULT_KEY: Record<BenchName, string> = {
   invalidation: 'cacheInvalidation',
   cycles: 'timeSkipping',
   fanout: 'fanOut',
+  flush: 'flush',
+  herd: 'herd',
 };
 const TIER_SIZES = [1_000, 10_000, 40_000];
 const OVERALL_TIMEOUT_MS = 30 * 60_000;
+/** The flush benchmark's windows and a 10,000-budget herd need longer than the other benchmarks. */
+const LONG_TIMEOUT_MS = 120 * 60_000;
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const BASELINE = fileURLToPath(new URL('./baseline.json', import.meta.url));
+const QUICK_BASELINE = fileURLToPath(new URL('./baseline-quick.json', import.meta.url));
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 
 interface Benchmarks {
@@ -43,6 +54,36 @@ interface Benchmarks {
   cacheInvalidation?: InvalidationFigures;
   timeSkipping?: TimeSkippingFigures;
   fanOut?: FanOutFigures;
+  flush?: FlushFigures;
+  herd?: Omit<HerdFigures, 'latenessValues' | 'litellmValues'>;
+}
+
+interface RunOptions {
+  readonly quick: boolean;
+  readonly herdSize: number;
+  readonly herdWorkers?: number;
+  readonly flushMinutes?: number;
+  readonly profile: boolean;
+}
+
+function numberArg(argv: readonly string[], name: string): number | undefined {
+  const arg = argv.find((a) => a.startsWith(`--${name}=`));
+  if (!arg) return undefined;
+  const value = Number(arg.slice(name.length + 3));
+  if (!Number.isFinite(value) || value <= 0)
+    throw new Error(`--${name} must be a positive number, got ${arg}`);
+  return value;
+}
+
+function parseRunOptions(argv: readonly string[]): RunOptions {
+  const quick = argv.includes('--quick');
+  return {
+    quick,
+    herdSize: Math.round(numberArg(argv, 'herd-size') ?? (quick ? 200 : 1_000)),
+    herdWorkers: numberArg(argv, 'herd-workers'),
+    flushMinutes: numberArg(argv, 'flush-minutes'),
+    profile: argv.includes('--profile'),
+  };
 }
 
 function log(line: string): void {
@@ -62,16 +103,22 @@ function parseOnly(argv: readonly string[]): Set<BenchName> {
 async function main(): Promise<number> {
   const started = performance.now();
   const only = parseOnly(process.argv.slice(2));
-  const full = only.size === BENCHMARKS.length;
+  const opts = parseRunOptions(process.argv.slice(2));
+  const full = only.size === BENCHMARKS.length && !opts.quick;
   const baselineArg = process.argv.find((a) => a.startsWith('--baseline='));
-  const baseline = loadBaseline(baselineArg ? baselineArg.slice('--baseline='.length) : BASELINE);
-  installSignalHandlers(OVERALL_TIMEOUT_MS);
+  const baseline = loadBaseline(
+    baselineArg ? baselineArg.slice('--baseline='.length) : opts.quick ? QUICK_BASELINE : BASELINE,
+  );
+  const long = !opts.quick && (only.has('flush') || only.has('herd'));
+  installSignalHandlers(long ? LONG_TIMEOUT_MS : OVERALL_TIMEOUT_MS);
   const date = new Date().toISOString();
   const machine = machineInfo();
   const benchmarks: Benchmarks = {};
   const errors: Record<string, string> = {};
   let services: Services | undefined;
   let temporal: TemporalBench | undefined;
+  let dev: DevTemporal | undefined;
+  let herdPlot: string | undefined;
   const setupMs: Record<string, number> = {};
 
   const attempt = async (name: string, fn: () => Promise<void>): Promise<boolean> => {
@@ -91,7 +138,7 @@ async function main(): Promise<number> {
 
   try {
     const servicesUp = await attempt('services', async () => {
-      services = await startServices();
+      services = await startServices({ statementStats: only.has('flush') });
       Object.assign(setupMs, services.setupMs);
     });
     if (servicesUp && services) {
@@ -134,6 +181,57 @@ async function main(): Promise<number> {
           }
         }
       }
+      if (only.has('flush') || only.has('herd')) {
+        const up = await attempt('Temporal dev server', async () => {
+          dev = await startDevTemporal();
+          setupMs['dev server start'] = dev.startMs;
+        });
+        if (up && dev) {
+          const d = dev;
+          if (only.has('flush')) {
+            const base = opts.quick ? FLUSH_QUICK : FLUSH_DEFAULTS;
+            const flushOptions = opts.flushMinutes
+              ? { ...base, flushMs: Math.round(opts.flushMinutes * 60_000) }
+              : base;
+            await attempt(`spend flushes, ${flushOptions.budgetKeys} budget keys`, async () => {
+              benchmarks.flush = await benchFlush(s, d, flushOptions);
+            });
+          }
+          if (only.has('herd')) {
+            const herdOptions = {
+              ...herdDefaults(opts.herdSize, opts.quick),
+              ...(opts.herdWorkers ? { workers: opts.herdWorkers } : {}),
+              profile: opts.profile,
+            };
+            await attempt(`herd, ${herdOptions.budgets} budgets at one boundary`, async () => {
+              const { latenessValues, litellmValues, ...figures } = await benchHerd(
+                s,
+                d,
+                herdOptions,
+                `${RESULTS_DIR}profiles`,
+              );
+              benchmarks.herd = figures;
+              herdPlot = latencyCdfSvg(
+                `${herdOptions.budgets.toLocaleString('en-US')} budgets due at one instant: reset lateness`,
+                `${herdOptions.workers} budgetctl worker processes, Temporal CLI dev server, PostgreSQL, Redis; ` +
+                  `${machine.cpus} cores; LiteLLM modelled (tick 597-605 s + stagger <= 300 s + measured sweep)`,
+                [
+                  {
+                    label: `budget-lifecycle (measured): p99 ${(figures.lateness.p99 / 1000).toFixed(2)} s`,
+                    color: '#1f77b4',
+                    values: latenessValues,
+                  },
+                  {
+                    label: `LiteLLM job (modelled): p99 ${(figures.litellm.modelled.p99 / 1000).toFixed(0)} s`,
+                    color: '#d62728',
+                    values: litellmValues,
+                  },
+                ],
+              );
+            });
+          }
+        }
+      }
     }
   } finally {
     log('stopping services');
@@ -153,6 +251,7 @@ async function main(): Promise<number> {
     date,
     partial: !full,
     only: full ? undefined : [...only],
+    options: opts,
     totalSeconds,
     machine: { ...machine, loadAverageAtEnd: os.loadavg().map((l) => Math.round(l * 100) / 100) },
     node: process.version,
@@ -160,6 +259,7 @@ async function main(): Promise<number> {
       postgres: services?.versions.postgres,
       redis: services?.versions.redis,
       temporalTestServer: TEST_SERVER_VERSION,
+      temporalCli: dev?.version,
       litellmProxyExtras: LITELLM_PROXY_EXTRAS_VERSION,
     },
     git: gitInfo(ROOT),
@@ -169,7 +269,23 @@ async function main(): Promise<number> {
     errors,
   };
   await mkdir(RESULTS_DIR, { recursive: true });
-  const out = `${RESULTS_DIR}${full ? 'latest' : 'partial'}.json`;
+  const out = `${RESULTS_DIR}${full ? 'latest' : opts.quick ? 'quick' : 'partial'}.json`;
+  // The flush and herd figures also go to files of their own, so runs of different sizes sit side by side.
+  const suffix = opts.quick ? 'quick' : String(opts.herdSize);
+  if (herdPlot) {
+    const svg = `${RESULTS_DIR}herd-lateness-${suffix}.svg`;
+    await writeFile(svg, herdPlot);
+    log(`lateness plot: ${svg}`);
+  }
+  const own = (name: string, figures: unknown) =>
+    JSON.stringify({ date, machine, git: gitInfo(ROOT), options: opts, [name]: figures }, roundFloats, 2);
+  if (benchmarks.herd)
+    await writeFile(`${RESULTS_DIR}herd-${suffix}.json`, `${own('herd', benchmarks.herd)}\n`);
+  if (benchmarks.flush)
+    await writeFile(
+      `${RESULTS_DIR}flush${opts.quick ? '-quick' : ''}.json`,
+      `${own('flush', benchmarks.flush)}\n`,
+    );
   await writeFile(`${out}.tmp`, await formatJson(JSON.stringify(results, roundFloats, 2), out));
   await rename(`${out}.tmp`, out);
 
@@ -267,6 +383,51 @@ function summary(b: Benchmarks): string {
     rows.push([name, 'boundary -> all invalidated ms', fo.allInvalidatedMs]);
     rows.push([name, 'resets/s', fo.resetsPerSecond]);
     rows.push([name, 'workflow start-up ms (not timed)', fo.startupMs]);
+  }
+  const fl = b.flush;
+  if (fl) {
+    const name = `flushes, ${fl.options.budgetKeys}+${fl.options.plainKeys} keys`;
+    rows.push([name, 'flushes issued', fl.flushes]);
+    rows.push([name, 'history events added by flushes (max/wf)', fl.historyEventsAddedByFlushes.max]);
+    rows.push([name, 'history events added at rest (max/wf)', fl.historyEventsAddedAtRest.max]);
+    rows.push([name, 'worker statements/min at rest', fl.workerStatementsAtRest.perMinute]);
+    rows.push([name, 'worker statements/min with flushes', fl.workerStatementsWithFlushes.perMinute]);
+    rows.push([
+      name,
+      `history events per reset cycle (${fl.options.cycleDuration}) max / median`,
+      `${fl.historyEventsPerResetCycle.max} / ${fl.historyEventsPerResetCycle.median}`,
+    ]);
+    for (const [at, ms] of Object.entries(fl.discoveryPassMs))
+      rows.push([name, `discovery pass ms, ${at}`, ms]);
+    rows.push([name, 'discovery ms (spawn -> all running)', fl.discoveryMs.fromSpawn]);
+  }
+  const h = b.herd;
+  if (h) {
+    const name = `herd, ${h.options.budgets} budgets`;
+    const l = h.lateness;
+    rows.push([name, 'lateness p50 / p95 / p99 / max ms', `${l.p50} / ${l.p95} / ${l.p99} / ${l.max}`]);
+    const m = h.litellm.modelled;
+    rows.push([
+      name,
+      'LiteLLM modelled p50 / p99 / max s',
+      `${m.p50 / 1000} / ${m.p99 / 1000} / ${m.max / 1000}`,
+    ]);
+    rows.push([name, 'LiteLLM sweep ms (measured)', h.litellm.sweepMs]);
+    rows.push([name, 'resets/s', h.resetsPerSecond]);
+    rows.push([
+      name,
+      'discovery ms (spawn -> running / armed)',
+      `${h.discovery.runningMs} / ${h.discovery.armedMs}`,
+    ]);
+    rows.push([
+      name,
+      'worker RSS MB armed / peak (all workers)',
+      `${h.workerRssMB.armed} / ${h.workerRssMB.peak}`,
+    ]);
+    rows.push([name, 'history events per reset (median)', h.historyEventsPerReset.median]);
+    rows.push([name, 'reset exactly once', String(h.resetExactlyOnce)]);
+    for (const [group, c] of Object.entries(h.cpuAtBoundary))
+      if (c.cpuMs > 0) rows.push([name, `CPU cores at boundary: ${group}`, c.cores]);
   }
   return table(['Benchmark', 'Figure', 'Value'], rows);
 }

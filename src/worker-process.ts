@@ -10,9 +10,9 @@ import { migrate } from './db/migrate.js';
 import { createMetricsObserver } from './metrics.js';
 import { freePort } from './provision/ports.js';
 import { connectClient, connectWorker, type TemporalTarget } from './temporal/connection.js';
+import { BUDGET_WORKFLOW_TYPES_CLAUSE } from './temporal/budget-workflows.js';
 import { registerSearchAttributes } from './temporal/register-search-attributes.js';
 import { BudgetStateKey } from './temporal/search-attributes.js';
-import { BUDGET_WORKFLOW_TYPE } from './temporal/budget-workflows.js';
 import { createBudgetWorker } from './worker.js';
 import {
   budgetSupervisorWorkflow,
@@ -206,7 +206,7 @@ async function countBudgetsByState(client: Client, taskQueue: string): Promise<R
   const counts: Record<string, number> = {};
   for (const state of ['active', 'paused', 'invalid']) {
     const { count } = await client.workflow.count(
-      `WorkflowType = '${BUDGET_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' AND TaskQueue = '${taskQueue}' AND ${BudgetStateKey.name} = '${state}'`,
+      `${BUDGET_WORKFLOW_TYPES_CLAUSE} AND ExecutionStatus = 'Running' AND TaskQueue = '${taskQueue}' AND ${BudgetStateKey.name} = '${state}'`,
     );
     counts[state] = count;
   }

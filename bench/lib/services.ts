@@ -47,7 +47,7 @@ async function timed<T>(setupMs: Record<string, number>, name: string, fn: () =>
  * migrations from litellm-proxy-extras) plus ours, a throwaway redis-server, and the time-skipping test server's
  * executable (fetched once into the cache). Each registers its stop with onCleanup before anything else runs.
  */
-export async function startServices(): Promise<Services> {
+export async function startServices(options: { statementStats?: boolean } = {}): Promise<Services> {
   const setupMs: Record<string, number> = {};
   const scratch = await mkdtemp(path.join(tmpdir(), 'budget-lifecycle-bench-'));
   // Embedded PostgreSQL runs as the `postgres` user when we are root: it must be able to reach its data dir.
@@ -57,7 +57,10 @@ export async function startServices(): Promise<Services> {
   const testServerPath = await timed(setupMs, 'test server executable', () =>
     withTimeout(ensureTestServer(), 600_000, 'fetching the time-skipping test server'),
   );
-  const postgres = await timed(setupMs, 'embedded PostgreSQL start', () => startPostgres(scratch));
+  // pg_stat_statements must be loaded at server start; only the flush benchmark reads it (it counts the
+  // worker's own statements), so the other benchmarks run without its small per-statement cost.
+  const settings = options.statementStats ? { shared_preload_libraries: 'pg_stat_statements' } : undefined;
+  const postgres = await timed(setupMs, 'embedded PostgreSQL start', () => startPostgres(scratch, settings));
   onCleanup('embedded PostgreSQL', () => postgres.stop());
   const redisServer = await timed(setupMs, 'redis-server start', () =>
     withTimeout(startRedis({ dataDir: path.join(scratch, 'redis') }), 60_000, 'starting redis-server'),
@@ -108,11 +111,14 @@ export async function startServices(): Promise<Services> {
  * binaries are shared by every checkout on the machine, and a concurrent run re-provisioning them can fail a
  * start (seen once while developing this benchmark).
  */
-async function startPostgres(scratch: string): Promise<RunningPostgres> {
+async function startPostgres(
+  scratch: string,
+  settings: Record<string, string> | undefined,
+): Promise<RunningPostgres> {
   for (let attempt = 1; ; attempt += 1) {
     try {
       return await withTimeout(
-        startEmbeddedPostgres({ dataDir: path.join(scratch, `pg-${attempt}`), persistent: false }),
+        startEmbeddedPostgres({ dataDir: path.join(scratch, `pg-${attempt}`), persistent: false, settings }),
         120_000,
         'starting embedded PostgreSQL',
       );

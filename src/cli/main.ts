@@ -9,6 +9,7 @@ import { loadConfig, redactUrl, requireDatabaseUrl, type Config } from '../confi
 import { resetHistory } from '../db/history.js';
 import { migrate } from '../db/migrate.js';
 import { parseDuration } from '../schedule.js';
+import { BUDGET_WORKFLOW_TYPES_CLAUSE } from '../temporal/budget-workflows.js';
 import { connectClient, temporalTarget } from '../temporal/connection.js';
 import { pauseUpdate, resetNowUpdate, resumeUpdate, statusQuery } from '../temporal/messages.js';
 import { registerSearchAttributes } from '../temporal/register-search-attributes.js';
@@ -20,7 +21,6 @@ import {
   NextResetAtKey,
   ResetCountKey,
 } from '../temporal/search-attributes.js';
-import { BUDGET_WORKFLOW_TYPE } from '../temporal/budget-workflows.js';
 import { runWorkerProcess } from '../worker-process.js';
 import { DatabaseUnreachableError, EXIT, explain, oneLine } from './errors.js';
 import { formatRecord, formatTable } from './output.js';
@@ -271,7 +271,7 @@ program
   .addOption(new Option('--kind <kind>', 'only budgets of this kind').choices([...BUDGET_KINDS]))
   .option('--limit <n>', 'at most this many (1 to 10000)', wholeNumber(10_000), 200)
   .action(async (opts: { dueWithin?: number; state?: string; kind?: string; limit: number }) => {
-    const clauses = [`WorkflowType = '${BUDGET_WORKFLOW_TYPE}'`];
+    const clauses = [BUDGET_WORKFLOW_TYPES_CLAUSE];
     clauses.push(opts.state === 'removed' ? `ExecutionStatus != 'Running'` : `ExecutionStatus = 'Running'`);
     if (opts.state && opts.state !== 'removed') clauses.push(`${BudgetStateKey.name} = '${opts.state}'`);
     if (opts.kind) clauses.push(`${BudgetKindKey.name} = '${opts.kind}'`);

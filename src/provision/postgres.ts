@@ -125,6 +125,8 @@ export async function startEmbeddedPostgres(options: {
   persistent: boolean;
   port?: number;
   onLog?: (line: string) => void;
+  /** Extra server settings (`-c name=value`), e.g. the benchmark's `shared_preload_libraries`. */
+  settings?: Readonly<Record<string, string>>;
 }): Promise<RunningPostgres> {
   const runAs = await runAsUser();
   const bin = await binaries(runAs);
@@ -184,6 +186,7 @@ export async function startEmbeddedPostgres(options: {
       'synchronous_commit=off',
       '-c',
       'full_page_writes=off',
+      ...Object.entries(options.settings ?? {}).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
     ],
     runAs,
   );

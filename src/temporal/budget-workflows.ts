@@ -20,6 +20,8 @@ import { BudgetIdKey, BudgetKindKey, BudgetStateKey } from './search-attributes.
 export const BUDGET_WORKFLOW_TYPE = 'budgetEntityWorkflow';
 /** Release 0.1's per-budget workflow type; its runs move to {@link BUDGET_WORKFLOW_TYPE} by continue-as-new. */
 export const LEGACY_BUDGET_WORKFLOW_TYPE = 'budgetWorkflow';
+/** Visibility clause for per-budget workflows of either type (release 0.1 runs until they continue as new). */
+export const BUDGET_WORKFLOW_TYPES_CLAUSE = `WorkflowType IN ('${BUDGET_WORKFLOW_TYPE}', '${LEGACY_BUDGET_WORKFLOW_TYPE}')`;
 /** Start and signal calls in flight at once during discovery: 10,000 new budgets start in seconds, not minutes. */
 const CONCURRENT_CALLS = 16;
 
