@@ -124,6 +124,7 @@ export async function benchHerd(
   const boundaryMs = Math.ceil((Date.now() + options.leadMs) / 1000) * 1000;
   const boundary = new Date(boundaryMs).toISOString();
   const mix = await seedHerd(db, options.budgets, boundary);
+  await seedCounters(services, db, taskQueue);
   log(`seeded ${options.budgets} budgets (${JSON.stringify(mix)}) due at ${boundary}`);
 
   const profileFolder = options.profile ? path.join(profileDir, `herd-${options.budgets}`) : undefined;
@@ -478,10 +479,23 @@ async function checkAudit(
 }
 
 /**
- * Every zeroed entity's spend counter holds `0.0` in Redis. The counters expire 60 s after they are set (as
- * LiteLLM's do), so only resets committed in the last 40 s are checked: all of them for a herd that finished
- * within that, the tail for a slower one (`counters` says how many).
+ * Every herd entity with spend gets a spend counter in Redis, as LiteLLM holds them before a boundary; the reset
+ * must delete each one (LiteLLM then reseeds it from the committed row).
  */
+async function seedCounters(services: Services, db: WorkerDatabase, namespace: string): Promise<void> {
+  const { rows } = await db.pool.query<{ counter: string }>(
+    `SELECT 'spend:tag:' || tag_name AS counter FROM "LiteLLM_TagTable" WHERE spend <> 0
+     UNION ALL SELECT 'spend:end_user:' || user_id FROM "LiteLLM_EndUserTable" WHERE spend <> 0
+     UNION ALL SELECT 'spend:key:' || token FROM "LiteLLM_VerificationToken" WHERE spend <> 0
+     UNION ALL SELECT 'spend:user:' || user_id FROM "LiteLLM_UserTable" WHERE spend <> 0`,
+  );
+  const counters = rows.map((r) => namespaced(namespace, r.counter));
+  for (let i = 0; i < counters.length; i += 1_000) {
+    await services.redis.mset(...counters.slice(i, i + 1_000).flatMap((c) => [c, '1.0']));
+  }
+}
+
+/** Every zeroed entity's spend counter was deleted after its reset committed. */
 async function checkInvalidation(
   services: Services,
   db: WorkerDatabase,
@@ -492,7 +506,7 @@ async function checkInvalidation(
   const { rows } = await db.pool.query<{ entity_type: string; entity_id: string }>(
     `SELECT e.entity_type, e.entity_id FROM budget_lifecycle.reset_log_entity e
        JOIN budget_lifecycle.reset_log r ON r.id = e.reset_id
-      WHERE r.period_end = $1 AND r.budget_id LIKE 'herd-%' AND r.executed_at > now() - interval '40 seconds'`,
+      WHERE r.period_end = $1 AND r.budget_id LIKE 'herd-%'`,
     [boundary],
   );
   const counters = rows.flatMap((r) => {
@@ -502,16 +516,15 @@ async function checkInvalidation(
   });
   let lastMs = 0;
   await pollUntil(
-    'every spend counter rewritten',
+    'every spend counter deleted',
     async () => {
       for (let i = 0; i < counters.length; i += 1_000) {
-        const values = await services.redis.mget(...counters.slice(i, i + 1_000));
-        if (!values.every((v) => v === '0.0')) return undefined;
+        if ((await services.redis.exists(...counters.slice(i, i + 1_000))) > 0) return undefined;
       }
       lastMs = Date.now() - boundaryMs;
       return true;
     },
-    { timeoutMs: 50_000, intervalMs: 200 },
+    { timeoutMs: 120_000, intervalMs: 200 },
   );
   return { counters: counters.length, allZero: true, lastMs: round(lastMs, 0) };
 }
