@@ -18,7 +18,7 @@ const KEEP_MS = 15 * 60_000;
  * Armed further ahead than this, the workflow's clock and the worker's disagree (a time-skipping test server, a
  * skewed host): the reset is not armed, and the workflow runs it when it wakes.
  */
-const MAX_AHEAD_MS = 5 * 60_000;
+const MAX_AHEAD_MS = 6 * 60_000;
 
 /**
  * Resets armed ahead of their boundary. A budget workflow wakes a little before its boundary and arms its reset

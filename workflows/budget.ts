@@ -54,11 +54,12 @@ import {
  */
 export const MAX_HISTORY_EVENTS = 1_000;
 /**
- * A scheduled reset is armed in the worker between 30 and 10 seconds before its boundary (spread by the workflow
- * id, so a herd arms over 20 seconds instead of at one instant), and the worker runs it at the boundary.
+ * A scheduled reset is armed in the worker between 4 minutes and 10 seconds before its boundary (spread by the
+ * workflow id, so 10,000 budgets due at midnight arm at some 40 a second rather than all at once), and the worker
+ * runs it at the boundary.
  */
 const ARM_LEAD_MIN_MS = 10_000;
-const ARM_LEAD_SPREAD_MS = 20_000;
+const ARM_LEAD_SPREAD_MS = 230_000;
 /** Answered forced-reset request ids remembered for deduplication (carried across continue-as-new). */
 const REMEMBERED_REQUESTS = 200;
 

@@ -48,7 +48,7 @@ describe('a reset armed in the worker', () => {
         config: { schedule: DEFAULT_SCHEDULE, rollover: false, redisNamespace: taskQueue },
       },
     });
-    // Far enough ahead that both workflows arm first (at most 30 s before), on a minute boundary.
+    // Within the arming lead (at most 4 minutes), so both arm as soon as they start; on a minute boundary.
     const boundary = new Date(Math.ceil((Date.now() + 45_000) / 60_000) * 60_000);
     const armed: BudgetRef = { kind: 'budget', id: uniqueName('armed') };
     const paused: BudgetRef = { kind: 'budget', id: uniqueName('paused') };
