@@ -81,7 +81,7 @@ export function createResetActivities(deps: ActivityDeps) {
     async armReset(request: PlannedResetRequest & { at: string }): Promise<boolean> {
       const execution = Context.current().info.workflowExecution;
       const log = Context.current().log;
-      return arming.arm(armKey(request), Date.parse(request.at), async () => {
+      return arming.arm(armKey(request), Date.parse(request.at), Date.parse(request.now), async () => {
         const decided = decide({ ...request, now: request.at });
         const result = await reset({
           ...decided,

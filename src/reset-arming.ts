@@ -19,6 +19,8 @@ const KEEP_MS = 15 * 60_000;
  * skewed host): the reset is not armed, and the workflow runs it when it wakes.
  */
 const MAX_AHEAD_MS = 6 * 60_000;
+/** The workflow's clock (Temporal's) and the worker's must agree this closely for the worker to keep time. */
+const MAX_SKEW_MS = 60_000;
 
 /**
  * Resets armed ahead of their boundary. A budget workflow wakes a little before its boundary and arms its reset
@@ -33,11 +35,12 @@ export class ResetArming {
 
   /**
    * Runs `run` at `at` (epoch ms) unless the reset is collected first; arming the same key again does nothing.
-   * False when not armed (see {@link MAX_AHEAD_MS}).
+   * False when not armed: too far ahead, or the workflow's clock (`workflowNow`) and the worker's disagree (a
+   * time-skipping test server, a skewed host), so the workflow runs the reset itself when it wakes.
    */
-  arm(key: string, at: number, run: () => Promise<ArmedOutcome>): boolean {
+  arm(key: string, at: number, workflowNow: number, run: () => Promise<ArmedOutcome>): boolean {
     if (this.armed.has(key)) return true;
-    if (at - Date.now() > MAX_AHEAD_MS) return false;
+    if (at - Date.now() > MAX_AHEAD_MS || Math.abs(workflowNow - Date.now()) > MAX_SKEW_MS) return false;
     const entry: Armed = {};
     entry.timer = setTimeout(
       () => {
