@@ -1,7 +1,7 @@
 import { Context } from '@temporalio/activity';
 import { displayBudgetRef, type BudgetRef } from '../src/budget-ref.js';
 import { classifyDatabaseError, InvalidBudgetDataError } from '../src/errors.js';
-import { invalidateResetCaches } from '../src/cache/invalidation.js';
+import { invalidateResetCaches, readWindowCounter } from '../src/cache/invalidation.js';
 import {
   existingTables,
   findCommittedReset,
@@ -32,8 +32,16 @@ export function createResetActivities(deps: ActivityDeps) {
       tables = undefined;
       throw error;
     }));
+  const redis = deps.redis;
   const batcher = new ResetBatcher(deps.db, async () => ({
-    reset: { rollover: deps.config.rollover, defaultEndUserBudgetId: deps.config.defaultEndUserBudgetId },
+    reset: {
+      rollover: deps.config.rollover,
+      defaultEndUserBudgetId: deps.config.defaultEndUserBudgetId,
+      // An unreadable counter carries nothing, as in LiteLLM (`_window_carried_spend`); it must not block the reset.
+      readWindowCounter: redis
+        ? (key) => readWindowCounter(redis, deps.config.redisNamespace, key).catch(() => null)
+        : undefined,
+    },
     tables: await knownTables(),
   }));
   const arming = new ResetArming();

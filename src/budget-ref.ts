@@ -1,8 +1,14 @@
 import { sha256Hex } from './sha256.js';
+import { InvalidWindowIdError, parseWindowId } from './window-id.js';
 
-/** The kinds of budget that have their own schedule, and so their own workflow. */
-export const BUDGET_KINDS = ['budget', 'key', 'user', 'team'] as const;
+/**
+ * The kinds of budget that have their own schedule, and so their own workflow. A `window` is one element of a key's
+ * or team's `budget_limits` (see `window-id.ts`); the others are rows with `budget_duration` and `budget_reset_at`.
+ */
+export const BUDGET_KINDS = ['budget', 'key', 'user', 'team', 'window'] as const;
 export type BudgetKind = (typeof BUDGET_KINDS)[number];
+/** The kinds whose schedule is a row's `budget_duration` and `budget_reset_at` columns. */
+export type RowBudgetKind = Exclude<BudgetKind, 'window'>;
 
 /** A budget named the way operators name it: `<kind>:<id>`. */
 export interface BudgetRef {
@@ -26,8 +32,16 @@ export function parseBudgetRef(text: string): BudgetRef {
   if (!isBudgetKind(kind) || id.length === 0) {
     throw new InvalidBudgetRefError(
       `Invalid budget reference "${displayText(text)}": expected <kind>:<id> with kind one of ${BUDGET_KINDS.join(', ')} ` +
-        '(e.g. budget:b-42, team:eng)',
+        '(e.g. budget:b-42, team:eng, window:team:eng:1d)',
     );
+  }
+  if (kind === 'window') {
+    try {
+      parseWindowId(id);
+    } catch (error) {
+      if (error instanceof InvalidWindowIdError) throw new InvalidBudgetRefError(error.message);
+      throw error;
+    }
   }
   return { kind, id };
 }

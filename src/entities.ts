@@ -1,4 +1,4 @@
-import type { BudgetKind } from './budget-ref.js';
+import type { RowBudgetKind } from './budget-ref.js';
 
 /** Everything whose `spend` a reset can zero. */
 export type EntityTypeName =
@@ -162,7 +162,8 @@ function entity(name: EntityTypeName): EntityType {
   return found;
 }
 
-export const OWNERS: Readonly<Record<BudgetKind, OwnerTable>> = {
+/** The row of each kind whose schedule is its own columns (a window's lives in its owner's `budget_limits`). */
+export const OWNERS: Readonly<Record<RowBudgetKind, OwnerTable>> = {
   budget: { table: 'LiteLLM_BudgetTable', key: 'budget_id' },
   key: { table: 'LiteLLM_VerificationToken', key: 'token', entity: entity('key') },
   user: { table: 'LiteLLM_UserTable', key: 'user_id', entity: entity('user') },

@@ -2,6 +2,8 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { decodeEntityId, entityType } from '../entities.js';
 import { SCHEMA } from '../db/migrate.js';
+import { WINDOW_COUNTER_ENTITY } from '../db/window-budget.js';
+import { parseWindowId, pythonFloat, windowCounterKey } from '../window-id.js';
 
 /** LiteLLM's channel: every proxy pod drops (or overwrites) the named key in its in-memory cache. */
 export const INVALIDATION_CHANNEL = 'litellm_proxy.auth_cache_invalidation';
@@ -14,6 +16,8 @@ export interface InvalidationResult {
   readonly entities: number;
   /** Spend counters deleted, so LiteLLM's next read reseeds each from its committed row. */
   readonly countersDeleted: number;
+  /** Window spend counters set to their carried spend (LiteLLM sets these, having no row to reseed from). */
+  readonly countersSet: number;
   readonly objectsInvalidated: number;
   readonly messagesPublished: number;
 }
@@ -53,11 +57,17 @@ export async function invalidateResetCaches(
   resetId: string,
 ): Promise<InvalidationResult> {
   const channel = namespaced(namespace, INVALIDATION_CHANNEL);
-  const totals = { entities: 0, countersDeleted: 0, objectsInvalidated: 0, messagesPublished: 0 };
+  const totals = {
+    entities: 0,
+    countersDeleted: 0,
+    countersSet: 0,
+    objectsInvalidated: 0,
+    messagesPublished: 0,
+  };
   let after: { type: string; id: string } = { type: '', id: '' };
   for (;;) {
-    const { rows } = await db.query<{ entity_type: string; entity_id: string }>(
-      `SELECT entity_type, entity_id FROM ${SCHEMA}.reset_log_entity
+    const { rows } = await db.query<{ entity_type: string; entity_id: string; spend_after: number }>(
+      `SELECT entity_type, entity_id, spend_after FROM ${SCHEMA}.reset_log_entity
         WHERE reset_id = $1 AND (entity_type, entity_id) > ($2, $3)
         ORDER BY entity_type, entity_id LIMIT ${PAGE_SIZE}`,
       [resetId, after.type, after.id],
@@ -65,6 +75,17 @@ export async function invalidateResetCaches(
     if (rows.length === 0) break;
     const pipeline = redis.pipeline();
     for (const row of rows) {
+      if (row.entity_type === WINDOW_COUNTER_ENTITY) {
+        // LiteLLM's `_reset_expired_window` SETs the window counter to the carried spend (json.dumps of a float)
+        // in Redis and in its own memory; we set it after the commit and tell every pod to drop its copy.
+        const counter = windowCounterKey(parseWindowId(row.entity_id));
+        pipeline.set(namespaced(namespace, counter), pythonFloat(row.spend_after));
+        pipeline.publish(channel, invalidationMessage(counter));
+        totals.countersSet += 1;
+        totals.messagesPublished += 1;
+        totals.entities += 1;
+        continue;
+      }
       const type = entityType(row.entity_type);
       if (!type) continue;
       const keys = type.cacheKeys(decodeEntityId(type, row.entity_id));
@@ -86,4 +107,19 @@ export async function invalidateResetCaches(
     after = { type: last.entity_type, id: last.entity_id };
   }
   return totals;
+}
+
+/**
+ * A window's spend counter as LiteLLM reads it (a JSON number, `json.dumps` of a float); null when absent or not a
+ * number (LiteLLM then carries nothing). Read before the reset, for the carried spend and the audit.
+ */
+export async function readWindowCounter(
+  redis: Redis,
+  namespace: string | undefined,
+  counterKey: string,
+): Promise<number | null> {
+  const text = await redis.get(namespaced(namespace, counterKey));
+  if (text === null || text.trim() === '') return null;
+  const value = Number(text);
+  return Number.isFinite(value) ? value : null;
 }

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { BudgetKind, BudgetRef } from '../budget-ref.js';
 import { OWNERS, ident } from '../entities.js';
 import { SCHEMA } from './migrate.js';
+import { rememberOwnWindowSchedules, windowRowsSql } from './window-budget.js';
 
 /**
  * Discovery by comparison, not by `updated_at`: `budget_lifecycle.budget_sync` remembers each budget's
@@ -22,8 +23,12 @@ export interface ScheduleChange {
   readonly resetAt: string | null;
 }
 
-/** The rows of one kind that are live: a duration, and for a key, not past `expires`. */
+/**
+ * The rows of one kind that are live: a duration, and for a key, not past `expires`; for windows, every element of
+ * `budget_limits` with a duration (its `reset_at` read from the JSON).
+ */
 function liveRowsSql(kind: BudgetKind): string {
+  if (kind === 'window') return windowRowsSql();
   const owner = OWNERS[kind];
   const notExpired =
     kind === 'key' ? ` AND (o."expires" IS NULL OR o."expires" > (now() AT TIME ZONE 'UTC'))` : '';
@@ -119,6 +124,7 @@ export async function rememberOwnSchedules(
   kind: BudgetKind,
   ids: readonly string[],
 ): Promise<void> {
+  if (kind === 'window') return rememberOwnWindowSchedules(client, ids);
   const owner = OWNERS[kind];
   await client.query(
     `INSERT INTO ${SCHEMA}.budget_sync AS s (budget_kind, budget_id, duration, reset_at)

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { BudgetKind, BudgetRef } from '../budget-ref.js';
 import { OWNERS, ident } from '../entities.js';
+import { windowRowsSql } from './window-budget.js';
 
 export interface DiscoveryPage {
   readonly items: BudgetRef[];
@@ -16,6 +17,7 @@ export async function discoverBudgetPage(
   db: pg.Pool,
   args: { kind: BudgetKind; afterId: string; limit: number },
 ): Promise<DiscoveryPage> {
+  if (args.kind === 'window') return discoverWindowPage(db, args);
   const owner = OWNERS[args.kind];
   const key = ident(owner.key);
   const notExpired =
@@ -28,6 +30,20 @@ export async function discoverBudgetPage(
     [args.afterId, args.limit],
   );
   const items = rows.map((r) => ({ kind: args.kind, id: r.id }));
+  const last = items[items.length - 1];
+  return { items, nextAfterId: items.length === args.limit && last ? last.id : undefined };
+}
+
+/** One keyset page of window ids (every window of every key and team: a scan, as the full sweep runs rarely). */
+async function discoverWindowPage(
+  db: pg.Pool,
+  args: { afterId: string; limit: number },
+): Promise<DiscoveryPage> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT w.id FROM (${windowRowsSql()}) w WHERE w.id COLLATE "C" > $1 ORDER BY w.id COLLATE "C" LIMIT $2`,
+    [args.afterId, args.limit],
+  );
+  const items = rows.map((r) => ({ kind: 'window' as const, id: r.id }));
   const last = items[items.length - 1];
   return { items, nextAfterId: items.length === args.limit && last ? last.id : undefined };
 }

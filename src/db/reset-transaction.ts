@@ -5,7 +5,15 @@ import { BudgetNotFoundError, InvalidBudgetDataError } from '../errors.js';
 import { lateAtCommit } from '../reset-plan.js';
 import type { BudgetRow, ResetRequest, ResetResult, ResetTrigger } from '../reset-types.js';
 import { rememberOwnSchedule, rememberOwnSchedules } from './budget-sync.js';
+import { claimPeriods } from './reset-claim.js';
 import { SCHEMA } from './migrate.js';
+import {
+  WINDOW_SPEND_TABLE,
+  loadWindowRow,
+  moveWindowResetAt,
+  resetWindowsInTransaction,
+  type WindowCounterReader,
+} from './window-budget.js';
 
 /** Settings that shape every reset (from configuration). */
 export interface ResetOptions {
@@ -15,6 +23,8 @@ export interface ResetOptions {
   readonly defaultEndUserBudgetId?: string;
   /** How long to wait for row locks held by LiteLLM's writers before giving up (and retrying later). */
   readonly lockTimeoutMs?: number;
+  /** Reads a window's spend counter (the carried spend of a window comes from it); absent without Redis. */
+  readonly readWindowCounter?: WindowCounterReader;
 }
 
 // LiteLLM stores `TIMESTAMP(3)` without time zone holding UTC: convert at the SQL boundary so JavaScript only
@@ -28,6 +38,7 @@ export async function loadBudgetRow(
   ref: BudgetRef,
   options: { forUpdate?: boolean } = {},
 ): Promise<BudgetRow | undefined> {
+  if (ref.kind === 'window') return loadWindowRow(db, ref.id, options);
   const owner = OWNERS[ref.kind];
   const expires = ref.kind === 'key' ? toUtcInstant('"expires"') : 'NULL::timestamptz';
   const { rows } = await db.query<{
@@ -64,6 +75,7 @@ export async function moveResetAt(
   expected: string | null,
   next: string,
 ): Promise<string | null> {
+  if (ref.kind === 'window') return moveWindowResetAt(client, ref.id, expected, next);
   const owner = OWNERS[ref.kind];
   await client.query(
     `UPDATE ${ident(owner.table)} SET "budget_reset_at" = ${fromUtcInstant('$2')}
@@ -135,7 +147,14 @@ export async function resetBudgetsTransaction(
   try {
     await client.query('BEGIN');
     await client.query(`SET LOCAL lock_timeout = ${Math.trunc(options.lockTimeoutMs ?? 15_000)}`);
-    const outcomes = await resetInTransaction(client, OWNERS[kind], requests, options, existingTables);
+    const outcomes =
+      kind === 'window'
+        ? await resetWindowsInTransaction(client, requests, {
+            rollover: options.rollover,
+            readCounter: options.readWindowCounter,
+            spendTableExists: existingTables.has(WINDOW_SPEND_TABLE),
+          })
+        : await resetInTransaction(client, OWNERS[kind], requests, options, existingTables);
     const changed = outcomes.some((o) => 'result' in o && o.result.outcome === 'reset');
     await client.query(changed ? 'COMMIT' : 'ROLLBACK');
     return outcomes;
@@ -218,36 +237,11 @@ async function resetInTransaction(
   //    calendar leaves `budget_reset_at` unchanged, so its retry is stopped here instead.
   const claimed: Claimed[] = [];
   if (fenced.length > 0) {
-    const column = <T>(pick: (r: ResetRequest) => T) => fenced.map((f) => pick(f.request));
-    const inserted = await client.query<{ id: string; budget_id: string }>(
-      `INSERT INTO ${SCHEMA}.reset_log
-         (budget_kind, budget_id, period_start, period_end, next_reset_at, late_by_ms, missed_periods, trigger,
-          reason, requested_by, workflow_id, run_id)
-       SELECT $1, u.budget_id, u.period_start, u.period_end, u.next_reset_at, u.late_by_ms, u.missed_periods,
-              u.trigger, u.reason, u.requested_by, u.workflow_id, u.run_id
-         FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::bigint[],
-                     $7::int[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
-              AS u(budget_id, period_start, period_end, next_reset_at, late_by_ms, missed_periods,
-                   trigger, reason, requested_by, workflow_id, run_id)
-       ON CONFLICT ON CONSTRAINT reset_log_period_unique DO NOTHING
-       RETURNING id, budget_id`,
-      [
-        kind,
-        column((r) => r.id),
-        column((r) => r.periodStart),
-        column((r) => r.periodEnd),
-        column((r) => r.nextResetAt),
-        column((r) => Math.max(0, Math.round(r.lateByMs))),
-        column((r) => r.missedPeriods),
-        column((r) => r.trigger),
-        column((r) => storableText(r.reason)),
-        column((r) => storableText(r.requestedBy)),
-        column((r) => storableText(r.workflowId)),
-        column((r) => storableText(r.runId)),
-      ],
+    const byId = await claimPeriods(
+      client,
+      kind,
+      fenced.map((f) => f.request),
     );
-    // Ids are distinct within a batch, so the budget id names its claim.
-    const byId = new Map(inserted.rows.map((row) => [row.budget_id, String(row.id)]));
     for (const f of fenced) {
       const resetId = byId.get(f.request.id);
       if (resetId === undefined) {
@@ -341,18 +335,6 @@ async function resetInTransaction(
     };
   }
   return outcomes.map((o) => o ?? { error: new Error('no outcome') });
-}
-
-/**
- * Free text as PostgreSQL can store it: NUL (U+0000) is the one character a `text` value cannot hold (it becomes
- * U+FFFD), and one NUL in a forced reset's reason used to fail that reset on every retry. Messages are validated where they arrive;
- * this is the last line, so nothing that slips past a validator can stop a budget.
- */
-function storableText(value: unknown): string | null {
-  if (value === undefined || value === null) return null;
-  // A message that skipped validation may carry a number or an object where text belongs: store it as JSON.
-  const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
-  return text.replaceAll('\u0000', '\uFFFD');
 }
 
 type Scope = { kind: 'tier'; includeUnassigned: boolean } | { kind: 'owner' };
@@ -451,7 +433,7 @@ export async function existingTables(db: pg.Pool): Promise<Set<string>> {
   const { rows } = await db.query<{ name: string }>(
     `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname = ANY($1::text[])`,
-    [ENTITY_TYPES.map((t) => t.table)],
+    [[...ENTITY_TYPES.map((t) => t.table), WINDOW_SPEND_TABLE]],
   );
   return new Set(rows.map((r) => r.name));
 }

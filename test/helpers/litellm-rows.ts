@@ -166,3 +166,55 @@ export async function resetAtOf(
   );
   return rows[0]?.at?.toISOString() ?? null;
 }
+
+/** Writes `budget_limits` (window budgets) of a key or team exactly as given (LiteLLM stores a JSON array). */
+export async function setBudgetLimits(
+  db: Db,
+  owner: { table: 'LiteLLM_VerificationToken' | 'LiteLLM_TeamTable'; id: string },
+  windows: unknown,
+): Promise<void> {
+  const key = owner.table === 'LiteLLM_VerificationToken' ? 'token' : 'team_id';
+  await db.query(`UPDATE "${owner.table}" SET budget_limits = $2::jsonb WHERE "${key}" = $1`, [
+    owner.id,
+    JSON.stringify(windows),
+  ]);
+}
+
+/** `budget_limits` of a key or team as stored. */
+export async function budgetLimitsOf(
+  db: Db,
+  owner: { table: 'LiteLLM_VerificationToken' | 'LiteLLM_TeamTable'; id: string },
+): Promise<unknown> {
+  const key = owner.table === 'LiteLLM_VerificationToken' ? 'token' : 'team_id';
+  const { rows } = await db.query<{ limits: unknown }>(
+    `SELECT budget_limits AS limits FROM "${owner.table}" WHERE "${key}" = $1`,
+    [owner.id],
+  );
+  return rows[0]?.limits;
+}
+
+/** A `LiteLLM_BudgetWindowSpend` row, as LiteLLM's spend writer keeps it. */
+export async function insertWindowSpend(
+  db: Db,
+  row: { entityType: 'key' | 'team'; entityId: string; duration: string; windowStart: string; spend: number },
+): Promise<void> {
+  await db.query(
+    `INSERT INTO "LiteLLM_BudgetWindowSpend" (entity_type, entity_id, window_duration, window_start, spend, updated_at)
+     VALUES ($1, $2, $3, $4::timestamptz AT TIME ZONE 'UTC', $5, now() AT TIME ZONE 'UTC')`,
+    [row.entityType, row.entityId, row.duration, row.windowStart, row.spend],
+  );
+}
+
+/** A `LiteLLM_BudgetWindowSpend` row's window start (ISO instant) and spend. */
+export async function windowSpendOf(
+  db: Db,
+  row: { entityType: 'key' | 'team'; entityId: string; duration: string },
+): Promise<{ windowStart: string; spend: number } | undefined> {
+  const { rows } = await db.query<{ window_start: Date; spend: number }>(
+    `SELECT window_start AT TIME ZONE 'UTC' AS window_start, spend FROM "LiteLLM_BudgetWindowSpend"
+      WHERE entity_type = $1 AND entity_id = $2 AND window_duration = $3`,
+    [row.entityType, row.entityId, row.duration],
+  );
+  const found = rows[0];
+  return found ? { windowStart: found.window_start.toISOString(), spend: found.spend } : undefined;
+}

@@ -90,6 +90,7 @@ describe('invalidateCaches', () => {
       expect(result).toEqual({
         entities: 1,
         countersDeleted: 1,
+        countersSet: 0,
         objectsInvalidated: 1,
         messagesPublished: 2,
       });

@@ -5,7 +5,18 @@ import { migrate } from '../../src/db/migrate.js';
 import { existingTables, resetBudgetTransaction } from '../../src/db/reset-transaction.js';
 import { scheduledReset } from '../helpers/reset-requests.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { insertBudget, insertTag, insertTeam, insertTeamMember, spendOf } from '../helpers/litellm-rows.js';
+import {
+  budgetLimitsOf,
+  insertBudget,
+  insertKey,
+  insertTag,
+  insertTeam,
+  insertTeamMember,
+  insertWindowSpend,
+  setBudgetLimits,
+  spendOf,
+  windowSpendOf,
+} from '../helpers/litellm-rows.js';
 
 // The README's least-privilege grants, applied to a database with LiteLLM's schema but none of ours: the worker's
 // role must be able to migrate its own schema and reset budgets, and must not be able to touch anything else.
@@ -53,6 +64,38 @@ describe('deploy/grants.sql', () => {
     expect(await spendOf(db.pool, 'LiteLLM_TagTable', { tag_name: 'g-tag' })).toBe(0);
   });
 
+  it('lets the worker role reset a window: reset_at inside budget_limits and the BudgetWindowSpend row', async () => {
+    await insertKey(db.pool, { token: 'g-key' });
+    await setBudgetLimits(db.pool, { table: 'LiteLLM_VerificationToken', id: 'g-key' }, [
+      { budget_duration: '1h', max_budget: 1, reset_at: '2026-03-01T10:00:00+00:00' },
+    ]);
+    await insertWindowSpend(db.pool, {
+      entityType: 'key',
+      entityId: 'g-key',
+      duration: '1h',
+      windowStart: '2026-03-01T09:00:00Z',
+      spend: 0.8,
+    });
+    const result = await resetBudgetTransaction(
+      role,
+      scheduledReset(
+        { kind: 'window', id: 'key:g-key:1h' },
+        '2026-03-01T10:00:00.000Z',
+        '2026-03-01T11:00:00.000Z',
+      ),
+      { rollover: false },
+      await existingTables(role),
+    );
+    expect(result).toMatchObject({ outcome: 'reset', spendTotal: 0.8 });
+    expect(await budgetLimitsOf(db.pool, { table: 'LiteLLM_VerificationToken', id: 'g-key' })).toEqual([
+      { budget_duration: '1h', max_budget: 1, reset_at: '2026-03-01T11:00:00+00:00' },
+    ]);
+    expect(await windowSpendOf(db.pool, { entityType: 'key', entityId: 'g-key', duration: '1h' })).toEqual({
+      windowStart: '2026-03-01T10:00:00.000Z',
+      spend: 0,
+    });
+  });
+
   it('does not let the worker role change anything else', async () => {
     await insertTeam(db.pool, { id: 'g-team', spend: 1 });
     await expect(
@@ -62,6 +105,13 @@ describe('deploy/grants.sql', () => {
       /permission denied/,
     );
     await expect(role.query(`DELETE FROM "LiteLLM_TagTable"`)).rejects.toThrow(/permission denied/);
+    await expect(role.query(`UPDATE "LiteLLM_TeamTable" SET metadata = '{}'`)).rejects.toThrow(
+      /permission denied/,
+    );
+    await expect(role.query(`DELETE FROM "LiteLLM_BudgetWindowSpend"`)).rejects.toThrow(/permission denied/);
+    await expect(role.query(`UPDATE "LiteLLM_BudgetWindowSpend" SET entity_id = 'other'`)).rejects.toThrow(
+      /permission denied/,
+    );
     await expect(role.query(`SELECT * FROM "LiteLLM_SpendLogs" LIMIT 1`)).rejects.toThrow(
       /permission denied/,
     );

@@ -1,0 +1,59 @@
+import type pg from 'pg';
+import type { BudgetKind } from '../budget-ref.js';
+import type { ResetRequest } from '../reset-types.js';
+import { SCHEMA } from './migrate.js';
+
+/**
+ * Claims each request's period in the audit: one `reset_log` row per budget and boundary. The unique
+ * (kind, id, period_end) is a second fence: a forced reset that keeps the calendar leaves the schedule unchanged,
+ * so its retry is stopped here instead. Returns the new reset id of each budget id that was claimed (ids are
+ * distinct within a batch); a budget missing from the map had its period claimed already.
+ */
+export async function claimPeriods(
+  client: pg.ClientBase,
+  kind: BudgetKind,
+  requests: readonly ResetRequest[],
+): Promise<Map<string, string>> {
+  if (requests.length === 0) return new Map();
+  const column = <T>(pick: (r: ResetRequest) => T) => requests.map(pick);
+  const inserted = await client.query<{ id: string; budget_id: string }>(
+    `INSERT INTO ${SCHEMA}.reset_log
+       (budget_kind, budget_id, period_start, period_end, next_reset_at, late_by_ms, missed_periods, trigger,
+        reason, requested_by, workflow_id, run_id)
+     SELECT $1, u.budget_id, u.period_start, u.period_end, u.next_reset_at, u.late_by_ms, u.missed_periods,
+            u.trigger, u.reason, u.requested_by, u.workflow_id, u.run_id
+       FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::bigint[],
+                   $7::int[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+            AS u(budget_id, period_start, period_end, next_reset_at, late_by_ms, missed_periods,
+                 trigger, reason, requested_by, workflow_id, run_id)
+     ON CONFLICT ON CONSTRAINT reset_log_period_unique DO NOTHING
+     RETURNING id, budget_id`,
+    [
+      kind,
+      column((r) => r.id),
+      column((r) => r.periodStart),
+      column((r) => r.periodEnd),
+      column((r) => r.nextResetAt),
+      column((r) => Math.max(0, Math.round(r.lateByMs))),
+      column((r) => r.missedPeriods),
+      column((r) => r.trigger),
+      column((r) => storableText(r.reason)),
+      column((r) => storableText(r.requestedBy)),
+      column((r) => storableText(r.workflowId)),
+      column((r) => storableText(r.runId)),
+    ],
+  );
+  return new Map(inserted.rows.map((row) => [row.budget_id, String(row.id)]));
+}
+
+/**
+ * Free text as PostgreSQL can store it: NUL (U+0000) is the one character a `text` value cannot hold (it becomes
+ * U+FFFD), and one NUL in a forced reset's reason used to fail that reset on every retry. Messages are validated where they arrive;
+ * this is the last line, so nothing that slips past a validator can stop a budget.
+ */
+function storableText(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
+  // A message that skipped validation may carry a number or an object where text belongs: store it as JSON.
+  const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
+  return text.replaceAll('\u0000', '\uFFFD');
+}
