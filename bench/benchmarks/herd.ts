@@ -359,6 +359,7 @@ async function seedHerd(
     key: count((i) => i % 10 >= 4 && i % 10 <= 7),
     user: count((i) => i % 10 >= 8),
     team: 0,
+    window: 0,
   };
 }
 
