@@ -134,7 +134,7 @@ export function createResetActivities(deps: ActivityDeps) {
       const decided = decide(request);
       const result = await reset({ ...decided, workflowId: execution?.workflowId, runId: execution?.runId });
       deps.observer?.onReset?.(decided, result);
-      Context.current().log.debug('resetBudget finished', {
+      Context.current().log.info('resetBudget finished', {
         budgetKind: request.kind,
         budgetId: request.id,
         outcome: result.outcome,

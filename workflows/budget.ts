@@ -1,5 +1,4 @@
 import {
-  ActivityFailure,
   ApplicationFailure,
   allHandlersFinished,
   condition,
@@ -14,6 +13,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
+import { describe, isNotFound } from './activity-errors.js';
 import type { Activities } from '../activities/index.js';
 import { budgetIdSearchValue, displayBudgetRef, type BudgetRef } from '../src/budget-ref.js';
 import { NON_RETRYABLE_ERROR_TYPES } from '../src/errors.js';
@@ -176,6 +176,8 @@ class BudgetEntity {
   private readonly requests: Map<string, ForcedResetResult | null>;
   private readonly pending: PendingForce[];
   private published = new Map<string, unknown>();
+  /** Request ids of the forced resets this run was handed by the previous one. */
+  private readonly carriedIds: ReadonlySet<string>;
   /** The boundary whose reset is armed in the worker (not carried: arming again is harmless). */
   private armedFor: string | null = null;
   private readonly armLeadMs: number;
@@ -194,6 +196,7 @@ class BudgetEntity {
     this.knownDuration = carried?.knownDuration ?? null;
     this.requests = new Map(carried?.requests ?? []);
     this.pending = (carried?.pendingForces ?? []).map((p) => ({ ...p, source: 'signal' as const }));
+    this.carriedIds = new Set(this.pending.map((p) => p.requestId));
     this.armLeadMs = ARM_LEAD_MIN_MS + (spread(workflowInfo().workflowId) % ARM_LEAD_SPREAD_MS);
 
     setHandler(forceResetSignal, (force) => this.onForceResetSignal(force));
@@ -221,7 +224,7 @@ class BudgetEntity {
         continue;
       }
       if (this.schedule.kind === 'removed') return this.finish(this.schedule.result);
-      if (this.continueAsNewDue() && !this.callerWaits()) {
+      if (this.continueAsNewDue() && !this.callerWaits() && !this.carriedForcesWait()) {
         await this.continueAsNewWhenIdle();
         continue;
       }
@@ -515,6 +518,14 @@ class BudgetEntity {
     return result;
   }
 
+  /**
+   * Forced resets this run was handed and has not run yet: they run before it continues as new again, so a run
+   * that starts near its bound still makes progress instead of handing them on forever.
+   */
+  private carriedForcesWait(): boolean {
+    return this.pending.some((p) => this.carriedIds.has(p.requestId));
+  }
+
   /** A `resetNow` caller waits for a reset of this run (it must be answered before the run ends). */
   private callerWaits(): boolean {
     return this.pending.some((p) => p.source === 'update');
@@ -638,20 +649,4 @@ function spread(text: string): number {
 function sameValue(a: unknown, b: unknown): boolean {
   if (a instanceof Date && b instanceof Date) return a.getTime() === b.getTime();
   return a === b;
-}
-
-function isNotFound(error: unknown): boolean {
-  return (
-    error instanceof ActivityFailure &&
-    error.cause instanceof ApplicationFailure &&
-    error.cause.type === 'BudgetNotFoundError'
-  );
-}
-
-/** The innermost message along the cause chain, with the error type when there is one. */
-function describe(error: unknown): string {
-  let current: unknown = error;
-  while (current instanceof ActivityFailure && current.cause) current = current.cause;
-  if (current instanceof ApplicationFailure) return `${current.type ?? 'Error'}: ${current.message}`;
-  return current instanceof Error ? current.message : String(current);
 }

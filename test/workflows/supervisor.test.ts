@@ -1,36 +1,14 @@
-import type { WorkflowHandle } from '@temporalio/client';
 import { describe, expect, it, vi } from 'vitest';
 import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
+import { syncPass } from '../helpers/supervisor.js';
 import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
 import { insertBudget, insertKey, insertTag, insertTeam, insertUser } from '../helpers/litellm-rows.js';
-import {
-  supervisorStatusQuery,
-  supervisorWorkflowId,
-  syncNowSignal,
-  type SupervisorStatus,
-} from '../../workflows/supervisor.js';
+import { supervisorStatusQuery, supervisorWorkflowId } from '../../workflows/supervisor.js';
 
 let t: BudgetTestEnv;
 useBudgetTestEnv((env) => (t = env));
 
 const DAY = 24 * 60 * 60 * 1000;
-
-/**
- * Asks for a pass now and waits for one that started after the request (a pass already running when the signal
- * arrives does not count; real time, workflow time does not move).
- */
-async function syncPass(supervisor: WorkflowHandle): Promise<SupervisorStatus> {
-  const askedAt = (await t.now()).getTime();
-  await supervisor.signal(syncNowSignal);
-  return vi.waitFor(
-    async () => {
-      const s = await supervisor.query(supervisorStatusQuery);
-      if (!s.lastPass || Date.parse(s.lastPass.at) < askedAt) throw new Error('no new pass yet');
-      return s;
-    },
-    { timeout: 120_000, interval: 100 },
-  );
-}
 
 async function historyLength(ref: BudgetRef): Promise<number> {
   return (await t.env.client.workflow.getHandle(budgetWorkflowId(ref)).fetchHistory()).events?.length ?? 0;
@@ -101,7 +79,7 @@ describe('budgetSupervisorWorkflow (time skipping)', () => {
           'LiteLLM_TagTable',
         ])
           await t.db.pool.query(`UPDATE "${table}" SET spend = spend + 0.01, updated_at = now()`);
-        const pass = await syncPass(supervisor);
+        const pass = await syncPass(t, supervisor);
         expect(pass.lastPass).toMatchObject({ changed: 0, started: 0, signalled: 0, ended: 0 });
       }
       expect(await Promise.all(watched.map(historyLength))).toEqual(before);
@@ -117,7 +95,7 @@ describe('budgetSupervisorWorkflow (time skipping)', () => {
         `UPDATE "LiteLLM_TeamTable" SET budget_reset_at = $1::timestamptz AT TIME ZONE 'UTC' WHERE team_id = 'sv-t3'`,
         [moved],
       );
-      const changed = await syncPass(supervisor);
+      const changed = await syncPass(t, supervisor);
       expect(changed.lastPass).toMatchObject({ changed: 5, started: 1, signalled: 2, ended: 2 });
       const late = t.env.client.workflow.getHandle(budgetWorkflowId({ kind: 'team', id: 'sv-late' }));
       expect((await late.describe()).status.name).toBe('RUNNING');
@@ -128,7 +106,7 @@ describe('budgetSupervisorWorkflow (time skipping)', () => {
       await t.waitForStatus({ kind: 'user', id: 'sv-u1' }, (s) => s.duration === '1d');
       await t.waitForStatus({ kind: 'team', id: 'sv-t3' }, (s) => s.nextResetAt === moved);
       // What the workflows wrote back (a new boundary for the new duration) is theirs: no further signal.
-      expect((await syncPass(supervisor)).lastPass).toMatchObject({ changed: 0 });
+      expect((await syncPass(t, supervisor)).lastPass).toMatchObject({ changed: 0 });
 
       // A workflow terminated by hand is started again by the next full sweep; the others are left alone.
       await t.env.client.workflow
@@ -163,7 +141,7 @@ describe('budgetSupervisorWorkflow (time skipping)', () => {
       await t.waitForStatus(ref, (s) => s.nextResetAt === resetAt);
       await t.sleepUntil(resetAt);
       await t.waitForStatus(ref, (s) => s.cycle === 1);
-      expect((await syncPass(supervisor)).lastPass).toMatchObject({ changed: 0, signalled: 0 });
+      expect((await syncPass(t, supervisor)).lastPass).toMatchObject({ changed: 0, signalled: 0 });
       await supervisor.terminate('test finished');
     });
   });
@@ -184,7 +162,7 @@ describe('budgetSupervisorWorkflow (time skipping)', () => {
         await t.db.pool.query(
           `UPDATE "LiteLLM_UserTable" SET spend = spend + 1, updated_at = now() WHERE user_id = 'bad-duration'`,
         );
-        const pass = await syncPass(supervisor);
+        const pass = await syncPass(t, supervisor);
         const known = (
           await t.db.pool.query(
             'SELECT budget_kind, budget_id, duration, reset_at FROM budget_lifecycle.budget_sync',
@@ -197,7 +175,7 @@ describe('budgetSupervisorWorkflow (time skipping)', () => {
       await t.db.pool.query(
         `UPDATE "LiteLLM_UserTable" SET budget_duration = '1d' WHERE user_id = 'bad-duration'`,
       );
-      expect((await syncPass(supervisor)).lastPass).toMatchObject({ changed: 1, signalled: 1 });
+      expect((await syncPass(t, supervisor)).lastPass).toMatchObject({ changed: 1, signalled: 1 });
       await t.waitForStatus(ref, (s) => s.state === 'active' && s.nextResetAt !== null);
       await supervisor.terminate('test finished');
     });

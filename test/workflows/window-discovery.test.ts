@@ -1,13 +1,8 @@
-import type { WorkflowHandle } from '@temporalio/client';
 import { describe, expect, it, vi } from 'vitest';
 import type { BudgetRef } from '../../src/budget-ref.js';
 import { pythonIsoFormat } from '../../src/window-id.js';
-import {
-  supervisorStatusQuery,
-  supervisorWorkflowId,
-  syncNowSignal,
-  type SupervisorStatus,
-} from '../../workflows/supervisor.js';
+import { supervisorStatusQuery, supervisorWorkflowId } from '../../workflows/supervisor.js';
+import { syncPass } from '../helpers/supervisor.js';
 import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
 import { budgetLimitsOf, insertKey, insertTeam, setBudgetLimits } from '../helpers/litellm-rows.js';
 
@@ -21,20 +16,6 @@ const TEAMS = 'LiteLLM_TeamTable' as const;
 
 async function nextHour(): Promise<Date> {
   return new Date(Math.floor((await t.now()).getTime() / HOUR) * HOUR + HOUR);
-}
-
-/** Asks the supervisor for a pass now and waits for one that started after the request. */
-async function syncPass(supervisor: WorkflowHandle): Promise<SupervisorStatus> {
-  const askedAt = (await t.now()).getTime();
-  await supervisor.signal(syncNowSignal);
-  return vi.waitFor(
-    async () => {
-      const s = await supervisor.query(supervisorStatusQuery);
-      if (!s.lastPass || Date.parse(s.lastPass.at) < askedAt) throw new Error('no new pass yet');
-      return s;
-    },
-    { timeout: 120_000, interval: 100 },
-  );
 }
 
 describe('window budgets found by the supervisor (time skipping)', () => {
@@ -83,7 +64,7 @@ describe('window budgets found by the supervisor (time skipping)', () => {
       await t.sleepUntil(hour);
       await t.waitForStatus(hourly, (s) => s.cycle === 1);
       expect(await t.status(daily)).toMatchObject({ cycle: 0, nextResetAt: day.toISOString() });
-      expect((await syncPass(supervisor)).lastPass).toMatchObject({ changed: 0, signalled: 0 });
+      expect((await syncPass(t, supervisor)).lastPass).toMatchObject({ changed: 0, signalled: 0 });
 
       // LiteLLM moves a window's reset_at (its API restarted the window): one signal. Removing a window ends it.
       const moved = new Date(day.getTime() + 3 * HOUR);
@@ -92,7 +73,7 @@ describe('window budgets found by the supervisor (time skipping)', () => {
       ]);
       const limits = (await budgetLimitsOf(t.db.pool, { table: KEYS, id: 'wd-key' })) as unknown[];
       await setBudgetLimits(t.db.pool, { table: KEYS, id: 'wd-key' }, limits.slice(0, 1));
-      expect((await syncPass(supervisor)).lastPass).toMatchObject({ changed: 2, signalled: 1, ended: 1 });
+      expect((await syncPass(t, supervisor)).lastPass).toMatchObject({ changed: 2, signalled: 1, ended: 1 });
       await t.waitForStatus(teamDaily, (s) => s.nextResetAt === moved.toISOString());
       expect(await t.handle(daily).result()).toMatchObject({ reason: 'row_deleted' });
       await supervisor.terminate('test finished');

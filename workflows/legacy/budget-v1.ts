@@ -1,6 +1,4 @@
 import {
-  ActivityFailure,
-  ApplicationFailure,
   allHandlersFinished,
   condition,
   continueAsNew,
@@ -16,6 +14,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
+import { describe, isNotFound } from '../activity-errors.js';
 import type { Activities } from '../../activities/index.js';
 import { formatBudgetRef, type BudgetKind } from '../../src/budget-ref.js';
 import { NON_RETRYABLE_ERROR_TYPES } from '../../src/errors.js';
@@ -527,20 +526,4 @@ function trimRequests(requests: Map<string, unknown>): void {
     if (requests.size <= REMEMBERED_REQUESTS) break;
     requests.delete(key);
   }
-}
-
-function isNotFound(error: unknown): boolean {
-  return (
-    error instanceof ActivityFailure &&
-    error.cause instanceof ApplicationFailure &&
-    error.cause.type === 'BudgetNotFoundError'
-  );
-}
-
-/** The innermost message along the cause chain, with the error type when there is one. */
-function describe(error: unknown): string {
-  let current: unknown = error;
-  while (current instanceof ActivityFailure && current.cause) current = current.cause;
-  if (current instanceof ApplicationFailure) return `${current.type ?? 'Error'}: ${current.message}`;
-  return current instanceof Error ? current.message : String(current);
 }
