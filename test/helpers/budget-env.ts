@@ -86,7 +86,7 @@ export class BudgetTestEnv {
   }
 
   /**
-   * Makes `worker.runUntil` end a passing test body on a quiet server: before the worker stops, it waits until no
+   * Makes `worker.runUntil` end a test body on a quiet server: before the worker stops, it waits until no
    * workflow the test started has a workflow task or an activity outstanding (`terminateAll` then ends them after
    * the test). The Java test server holds a time-skipping lock for each outstanding task and releases it only when
    * the task completes, fails or times out, never on termination: a workflow terminated mid-task would freeze
@@ -97,7 +97,14 @@ export class BudgetTestEnv {
     const runUntil = worker.runUntil.bind(worker);
     worker.runUntil = async <R>(fnOrPromise: Promise<R> | (() => Promise<R>)): Promise<R> =>
       runUntil(async () => {
-        const result = await (typeof fnOrPromise === 'function' ? fnOrPromise() : fnOrPromise);
+        let result: R;
+        try {
+          result = await (typeof fnOrPromise === 'function' ? fnOrPromise() : fnOrPromise);
+        } catch (error) {
+          // A failing test settles too (as far as it can), so it does not freeze time for the tests after it.
+          await this.settle().catch(() => undefined);
+          throw error;
+        }
         await this.settle();
         return result;
       });
