@@ -10,12 +10,16 @@ import {
   moveResetAt,
 } from '../src/db/reset-transaction.js';
 import { ResetBatcher } from '../src/db/reset-batcher.js';
+import { Coalescer } from '../src/coalescer.js';
 import { settleSchedule, type ScheduleState } from '../src/db/schedule-row.js';
 import { ResetArming } from '../src/reset-arming.js';
 import { planReset } from '../src/reset-plan.js';
 import type { BudgetRow, PlannedResetRequest, ResetRequest, ResetResult } from '../src/reset-types.js';
 import { parseDuration, type ScheduleOptions } from '../src/schedule.js';
 import type { ActivityDeps } from './deps.js';
+
+/** Armed resets whose caches are invalidated in one pass at most. */
+const INVALIDATION_BATCH = 500;
 
 export interface LoadedBudget {
   /** The row, or null when it no longer exists. */
@@ -44,6 +48,17 @@ export function createResetActivities(deps: ActivityDeps) {
     },
     tables: await knownTables(),
   }));
+  // Armed resets of a herd commit together; their invalidations go together too (a query and a Redis pipeline per
+  // page of entities instead of per reset). A failed batch leaves each workflow to invalidate its own reset.
+  const invalidations = redis
+    ? new Coalescer<string, true>(
+        async (resetIds) => {
+          await invalidateResetCaches(deps.db, redis, deps.config.redisNamespace, resetIds);
+          return resetIds.map(() => ({ value: true as const }));
+        },
+        { maxBatch: INVALIDATION_BATCH, maxInFlight: 2 },
+      )
+    : undefined;
   const arming = new ResetArming();
   const armKey = (r: PlannedResetRequest) => `${r.kind}/${r.id}@${new Date(r.expectedResetAt).toISOString()}`;
 
@@ -98,13 +113,8 @@ export function createResetActivities(deps: ActivityDeps) {
         });
         deps.observer?.onReset?.(decided, result);
         let cachesInvalidated = false;
-        if (result.outcome === 'reset' && deps.redis) {
-          cachesInvalidated = await invalidateResetCaches(
-            deps.db,
-            deps.redis,
-            deps.config.redisNamespace,
-            result.resetId,
-          ).then(
+        if (result.outcome === 'reset' && invalidations) {
+          cachesInvalidated = await invalidations.run(result.resetId).then(
             () => true,
             (error: unknown) => {
               log.warn('armed reset: cache invalidation failed; the workflow retries it', {

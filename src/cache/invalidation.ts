@@ -41,21 +41,23 @@ export function invalidationMessage(cacheKey: string): string {
 }
 
 /**
- * Tells LiteLLM about one committed reset, as its own reset job does after its commit: for each entity it
+ * Tells LiteLLM about committed resets, as its own reset job does after its commit: for each entity a reset
  * changed, deletes the spend counter (never sets it: LiteLLM's next read reseeds it from the committed row,
  * the only value that includes increments that raced the reset) and the cached objects, including the global
  * proxy spend entry after the proxy budget row. Beyond LiteLLM's job, which only clears Redis and its own
  * pod's memory, it publishes a delete for every key so every pod drops its in-memory copy at once. Reads the
  * plan from the audit rows, page by page, so a tier with many thousands of end users needs neither a huge
- * activity payload nor a huge pipeline. Keys are built from ids as plain strings (never patterns), so any
- * character is safe. Idempotent: running it twice leaves the same state.
+ * activity payload nor a huge pipeline, and a herd of resets costs a query and a pipeline per page rather than
+ * per reset. Keys are built from ids as plain strings (never patterns), so any character is safe. Idempotent:
+ * running it twice leaves the same state.
  */
 export async function invalidateResetCaches(
   db: pg.Pool,
   redis: Redis,
   namespace: string | undefined,
-  resetId: string,
+  resetIds: string | readonly string[],
 ): Promise<InvalidationResult> {
+  const ids = typeof resetIds === 'string' ? [resetIds] : [...resetIds];
   const channel = namespaced(namespace, INVALIDATION_CHANNEL);
   const totals = {
     entities: 0,
@@ -64,13 +66,20 @@ export async function invalidateResetCaches(
     objectsInvalidated: 0,
     messagesPublished: 0,
   };
-  let after: { type: string; id: string } = { type: '', id: '' };
+  // Pages follow the primary key (reset_id, entity_type, entity_key).
+  let after: { reset: string; type: string; key: Buffer } = { reset: '0', type: '', key: Buffer.alloc(0) };
   for (;;) {
-    const { rows } = await db.query<{ entity_type: string; entity_id: string; spend_after: number }>(
-      `SELECT entity_type, entity_id, spend_after FROM ${SCHEMA}.reset_log_entity
-        WHERE reset_id = $1 AND (entity_type, entity_id) > ($2, $3)
-        ORDER BY entity_type, entity_id LIMIT ${PAGE_SIZE}`,
-      [resetId, after.type, after.id],
+    const { rows } = await db.query<{
+      reset_id: string;
+      entity_type: string;
+      entity_key: Buffer;
+      entity_id: string;
+      spend_after: number;
+    }>(
+      `SELECT reset_id, entity_type, entity_key, entity_id, spend_after FROM ${SCHEMA}.reset_log_entity
+        WHERE reset_id = ANY($1::bigint[]) AND (reset_id, entity_type, entity_key) > ($2::bigint, $3, $4)
+        ORDER BY reset_id, entity_type, entity_key LIMIT ${PAGE_SIZE}`,
+      [ids, after.reset, after.type, after.key],
     );
     if (rows.length === 0) break;
     const pipeline = redis.pipeline();
@@ -104,7 +113,7 @@ export async function invalidateResetCaches(
     if (failed?.[0]) throw failed[0];
     const last = rows[rows.length - 1];
     if (!last || rows.length < PAGE_SIZE) break;
-    after = { type: last.entity_type, id: last.entity_id };
+    after = { reset: last.reset_id, type: last.entity_type, key: last.entity_key };
   }
   return totals;
 }

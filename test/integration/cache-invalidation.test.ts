@@ -238,6 +238,31 @@ describe('invalidateCaches', () => {
     ]);
   });
 
+  it('invalidates a herd of resets in one pass, across pages, and only those resets', async () => {
+    const ns = uniqueName('ns');
+    const [big, small, other] = [uniqueName('big'), uniqueName('small'), uniqueName('other')];
+    for (const tier of [big, small, other])
+      await insertBudget(db.pool, { id: tier, duration: '1d', resetAt: BOUNDARY });
+    // 600 end users: more than one page of audit rows for a single reset.
+    const users = Array.from({ length: 600 }, (_, i) => `${big}-u${i}`);
+    await Promise.all(users.map((id) => insertEndUser(db.pool, { id, spend: 1, budgetId: big })));
+    await insertTag(db.pool, { name: `${small}-tag`, spend: 2, budgetId: small });
+    await insertTag(db.pool, { name: `${other}-tag`, spend: 3, budgetId: other });
+    const counters = [
+      ...users.map((id) => `${ns}:spend:end_user:${id}`),
+      `${ns}:spend:tag:${small}-tag`,
+      `${ns}:spend:tag:${other}-tag`,
+    ];
+    await redis.mset(...counters.flatMap((k) => [k, '1.0']));
+    const ids = [await resetTier(big), await resetTier(small), await resetTier(other)];
+
+    const result = await invalidateResetCaches(db.pool, redis, ns, ids.slice(0, 2));
+    expect(result).toMatchObject({ entities: 601, countersDeleted: 601 });
+    expect(await redis.exists(...counters.slice(0, 601))).toBe(0);
+    // A reset not named keeps its caches.
+    expect(await redis.exists(`${ns}:spend:tag:${other}-tag`)).toBe(1);
+  });
+
   it('uses bare keys and the bare channel without a namespace, and is idempotent', async () => {
     const tier = uniqueName('tier');
     const user = uniqueName('u');
