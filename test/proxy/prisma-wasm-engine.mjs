@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+/* global process, console, Buffer, WebAssembly */
 // A Prisma query engine for prisma-client-py, made of npm's real Prisma engine compiled to WebAssembly
 // (`@prisma/query-engine-wasm`) and its PostgreSQL driver adapter (`@prisma/adapter-pg`), because the native
 // engine binaries (binaries.prisma.sh) cannot be downloaded here.
@@ -83,6 +84,34 @@ const engine = new bg.QueryEngine(
   bindAdapter(new PrismaPg(pool)),
 );
 await engine.connect('{}');
+
+// Json fields of each model, from the schema. The GraphQL protocol took every Json input as JSON text and parsed
+// it; the JSON protocol stores a plain string as a JSON string, so Json inputs are sent typed ({$type: 'Json'}).
+const JSON_FIELDS = new Map();
+for (const [, model, body] of datamodel.matchAll(/^model\s+(\w+)\s*\{([\s\S]*?)^\}/gm)) {
+  JSON_FIELDS.set(model, new Set([...body.matchAll(/^\s*(\w+)\s+Json\b/gm)].map((m) => m[1])));
+}
+
+/** Wraps the Json fields of written data (`data`, an upsert's `create`/`update`) as typed Json values. */
+function typeJsonInputs(modelName, args) {
+  const fields = JSON_FIELDS.get(modelName);
+  if (!fields || fields.size === 0) return args;
+  const wrap = (data) => {
+    if (Array.isArray(data)) return data.map(wrap);
+    if (!data || typeof data !== 'object') return data;
+    const out = { ...data };
+    for (const field of fields) {
+      const v = out[field];
+      if (typeof v === 'string') out[field] = { $type: 'Json', value: v };
+      else if (v && typeof v === 'object' && typeof v.set === 'string')
+        out[field] = { $type: 'Json', value: v.set };
+    }
+    return out;
+  };
+  const out = { ...args };
+  for (const key of ['data', 'create', 'update']) if (key in out) out[key] = wrap(out[key]);
+  return out;
+}
 
 // ---- GraphQL (prisma-client-py's subset) → JSON protocol -------------------------------------------------
 
@@ -218,13 +247,13 @@ function toJsonQuery(graphql) {
   }
   const action = ACTIONS.find((a) => name.startsWith(a));
   if (!action) throw new Error(`unknown operation ${root.name}`);
+  const modelName = name.slice(action.length);
   const selection = toJsonSelection(root.selection);
-  // The GraphQL protocol answered createMany/updateMany/deleteMany with `{ count }`.
   return {
-    modelName: name.slice(action.length),
+    modelName,
     action: orThrow ? `${action}OrThrow` : action,
     query: {
-      arguments: root.args,
+      arguments: typeJsonInputs(modelName, root.args),
       selection: Object.keys(selection).length ? selection : { $scalars: true },
     },
   };
@@ -287,6 +316,7 @@ async function runQuery(body, txId) {
     };
   }
   const json = toJsonQuery(body.query);
+  if (process.env.PRISMA_WASM_ENGINE_DEBUG) console.error(JSON.stringify(json));
   const parsed = JSON.parse(await engine.query(JSON.stringify(json), '{}', txId));
   return parsed.errors ? parsed : toGraphqlResult(json.action, parsed.data);
 }
