@@ -1,6 +1,7 @@
 import { createCacheActivities } from './caches.js';
 import type { ActivityDeps } from './deps.js';
 import { createDiscoveryActivities } from './discovery.js';
+import { createLateSpendActivities } from './late-spend.js';
 import { createResetActivities } from './reset.js';
 
 export type { ActivityDeps, ActivityObserver } from './deps.js';
@@ -11,6 +12,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createResetActivities(deps),
     ...createCacheActivities(deps),
     ...createDiscoveryActivities(deps),
+    ...createLateSpendActivities(deps),
   };
 }
 

@@ -32,6 +32,10 @@ TO budget_lifecycle;
 -- LiteLLM's `reset_budget_windows` does. Rows of that table are never inserted or deleted.
 GRANT UPDATE (budget_limits) ON "LiteLLM_VerificationToken", "LiteLLM_TeamTable" TO budget_lifecycle;
 GRANT UPDATE (window_start, spend, updated_at) ON "LiteLLM_BudgetWindowSpend" TO budget_lifecycle;
+-- Late spend reconciliation reads who each request was charged to, its startTime and spend; never its
+-- messages or response.
+GRANT SELECT ("startTime", spend, api_key, "user", team_id, organization_id, end_user, request_tags)
+  ON "LiteLLM_SpendLogs" TO budget_lifecycle;
 
 -- Our audit tables live in our own schema, never in `public` (LiteLLM's Prisma owns it).
 CREATE SCHEMA IF NOT EXISTS budget_lifecycle AUTHORIZATION budget_lifecycle;

@@ -112,9 +112,14 @@ describe('deploy/grants.sql', () => {
     await expect(role.query(`UPDATE "LiteLLM_BudgetWindowSpend" SET entity_id = 'other'`)).rejects.toThrow(
       /permission denied/,
     );
+    // Spend logs hold prompts and responses: the role reads only what the late-spend reconciliation needs.
     await expect(role.query(`SELECT * FROM "LiteLLM_SpendLogs" LIMIT 1`)).rejects.toThrow(
       /permission denied/,
     );
+    await expect(role.query(`SELECT messages FROM "LiteLLM_SpendLogs" LIMIT 1`)).rejects.toThrow(
+      /permission denied/,
+    );
+    await role.query(`SELECT "startTime", spend, request_tags FROM "LiteLLM_SpendLogs" LIMIT 1`);
     await expect(role.query(`CREATE TABLE public.sneaky (id int)`)).rejects.toThrow(/permission denied/);
   });
 });
