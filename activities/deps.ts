@@ -15,7 +15,10 @@ export interface ActivityDeps {
   readonly db: pg.Pool;
   /** Absent when no Redis is configured: cache invalidation is then skipped. */
   readonly redis?: Redis;
-  readonly config: Pick<Config, 'schedule' | 'rollover' | 'defaultEndUserBudgetId' | 'redisNamespace'>;
+  readonly config: Pick<
+    Config,
+    'schedule' | 'rollover' | 'defaultEndUserBudgetId' | 'redisNamespace' | 'lateSpendDelayMs'
+  >;
   readonly observer?: ActivityObserver;
   /** The client and task queue the supervisor's discovery starts budget workflows with. */
   readonly temporal?: { readonly client: Client; readonly taskQueue: string };

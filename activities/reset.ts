@@ -65,8 +65,14 @@ export function createResetActivities(deps: ActivityDeps) {
   /** One reset through the batcher; a fence that finds our own committed reset returns that reset. */
   const reset = async (decided: ResetRequest): Promise<ResetResult> => {
     const result = await permanentErrorsFail(decided, () => batcher.reset(decided));
-    if (result.outcome !== 'already_reset' || decided.trigger === 'forced') return result;
-    return (await findCommittedReset(deps.db, decided)) ?? result;
+    const committed =
+      result.outcome !== 'already_reset' || decided.trigger === 'forced'
+        ? result
+        : ((await findCommittedReset(deps.db, decided)) ?? result);
+    const checkIn = deps.config.lateSpendDelayMs;
+    return committed.outcome === 'reset' && checkIn
+      ? { ...committed, lateSpendCheckInMs: checkIn }
+      : committed;
   };
 
   /** Turns a workflow's request into a decided period with the schedule module (outside workflow code). */

@@ -24,6 +24,13 @@ export interface Config {
   readonly rollover: boolean;
   /** `BUDGET_DEFAULT_END_USER_BUDGET_ID`: LiteLLM's `max_end_user_budget_id`; default none. */
   readonly defaultEndUserBudgetId?: string;
+  /**
+   * `BUDGET_LATE_SPEND_DELAY` (`30s` by default; seconds or minutes like `45s`, `2m`; `off`): how long after a reset
+   * its late spend is checked (spend of requests that started before the boundary and reached LiteLLM's database
+   * after the reset). Longer than LiteLLM's spend flush interval (`proxy_batch_write_at`, 10 s) plus the longest
+   * request. Absent: no check.
+   */
+  readonly lateSpendDelayMs?: number;
   /** `METRICS_PORT`: serve Prometheus metrics and health checks on this port; default off. */
   readonly metricsPort?: number;
   /** `LOG_LEVEL`, default `info`. */
@@ -78,6 +85,14 @@ const EnvSchema = z.object({
     .pipe(z.enum(['true', 'false', '1', '0'], { error: 'BUDGET_ROLLOVER must be true or false' }).optional())
     .transform((v) => v === 'true' || v === '1'),
   BUDGET_DEFAULT_END_USER_BUDGET_ID: optionalText,
+  BUDGET_LATE_SPEND_DELAY: optionalText
+    .pipe(
+      z
+        .string()
+        .regex(/^(off|\d{1,4}[sm])$/, 'BUDGET_LATE_SPEND_DELAY must be off or a delay like 30s or 2m')
+        .optional(),
+    )
+    .transform((v) => lateSpendDelayMs(v ?? '30s')),
   METRICS_PORT: optionalText.pipe(port('METRICS_PORT').optional()),
   LOG_LEVEL: optionalText
     .pipe(
@@ -89,6 +104,12 @@ const EnvSchema = z.object({
     )
     .transform((v) => v ?? 'info'),
 });
+
+function lateSpendDelayMs(text: string): number | undefined {
+  if (text === 'off') return undefined;
+  const amount = Number(text.slice(0, -1));
+  return text.endsWith('m') ? amount * 60_000 : amount * 1_000;
+}
 
 /**
  * Validates the environment. Errors name the variable and say what is expected; they never echo a value, so a
@@ -129,6 +150,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     schedule,
     rollover: e.BUDGET_ROLLOVER,
     defaultEndUserBudgetId: e.BUDGET_DEFAULT_END_USER_BUDGET_ID,
+    lateSpendDelayMs: e.BUDGET_LATE_SPEND_DELAY,
     metricsPort: e.METRICS_PORT,
     logLevel: e.LOG_LEVEL,
   };

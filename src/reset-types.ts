@@ -66,6 +66,8 @@ export type ResetResult =
       readonly missedPeriods: number;
       /** Set when the worker ran this reset at its boundary and invalidated the caches right after it. */
       readonly cachesInvalidated?: boolean;
+      /** When set, the workflow checks this reset for late spend this long after it (`BUDGET_LATE_SPEND_DELAY`). */
+      readonly lateSpendCheckInMs?: number;
       readonly entityCount: number;
       readonly spendTotal: number;
       /** Entities changed per entity type. */

@@ -140,6 +140,14 @@ export interface CarriedState {
   readonly problem: Problem | null;
   /** The last valid duration: a different one on reload takes effect at once. */
   readonly knownDuration: string | null;
+  /** Resets still to be checked for late spend, and when (absent in the carried state of older releases). */
+  readonly lateSpendChecks?: readonly LateSpendCheck[];
+}
+
+/** A committed reset to check for spend that reached LiteLLM's database after it (see `reconcileLateSpend`). */
+interface LateSpendCheck {
+  readonly resetId: string;
+  readonly at: string;
 }
 
 export interface BudgetEntityArgs extends BudgetWorkflowInput {
@@ -175,6 +183,7 @@ class BudgetEntity {
   private knownDuration: string | null;
   private readonly requests: Map<string, ForcedResetResult | null>;
   private readonly pending: PendingForce[];
+  private readonly lateSpendChecks: LateSpendCheck[];
   private published = new Map<string, unknown>();
   /** Request ids of the forced resets this run was handed by the previous one. */
   private readonly carriedIds: ReadonlySet<string>;
@@ -196,6 +205,7 @@ class BudgetEntity {
     this.knownDuration = carried?.knownDuration ?? null;
     this.requests = new Map(carried?.requests ?? []);
     this.pending = (carried?.pendingForces ?? []).map((p) => ({ ...p, source: 'signal' as const }));
+    this.lateSpendChecks = [...(carried?.lateSpendChecks ?? [])];
     this.carriedIds = new Set(this.pending.map((p) => p.requestId));
     this.armLeadMs = ARM_LEAD_MIN_MS + (spread(workflowInfo().workflowId) % ARM_LEAD_SPREAD_MS);
 
@@ -232,6 +242,11 @@ class BudgetEntity {
         await this.runForced();
         continue;
       }
+      const checkIn = this.lateSpendCheckInMs();
+      if (checkIn !== null && checkIn <= 0) {
+        await this.checkLateSpend();
+        continue;
+      }
       const due = this.dueInMs();
       if (due !== null && due <= 0) {
         await this.runScheduled();
@@ -243,16 +258,27 @@ class BudgetEntity {
           continue;
         }
       }
-      // The durable timer: wakes to arm the reset, at the boundary, or early for a message or to continue as new.
+      // The durable timer: wakes to arm the reset, at the boundary, to check a reset for late spend, or early for a
+      // message or to continue as new.
       const pausedAtWait = this.paused;
       const woke = () =>
         this.reloadRequested ||
         this.pending.length > 0 ||
         this.paused !== pausedAtWait ||
         this.continueAsNewDue();
-      if (due === null) await condition(woke);
-      else await condition(woke, due > this.armLeadMs ? due - this.armLeadMs : due);
+      const wakeIn = [
+        due === null ? null : due > this.armLeadMs ? due - this.armLeadMs : due,
+        checkIn,
+      ].filter((ms): ms is number => ms !== null);
+      if (wakeIn.length === 0) await condition(woke);
+      else await condition(woke, Math.min(...wakeIn));
     }
+  }
+
+  /** Milliseconds until the earliest late-spend check; null when none is waiting. */
+  private lateSpendCheckInMs(): number | null {
+    const next = this.lateSpendChecks[0];
+    return next ? Date.parse(next.at) - Date.now() : null;
   }
 
   /** Milliseconds until the scheduled reset; null while nothing is due (no schedule, or paused). */
@@ -443,6 +469,10 @@ class BudgetEntity {
     }
     this.cycle += 1;
     this.periodStart = result.periodEnd;
+    if (result.lateSpendCheckInMs !== undefined) {
+      const at = new Date(Date.now() + result.lateSpendCheckInMs).toISOString();
+      this.lateSpendChecks.push({ resetId: result.resetId, at });
+    }
     if (!what.force) this.catchUpPending = false;
     this.schedule = { ...this.schedule, nextResetAt: result.nextResetAt };
     this.lastReset = {
@@ -482,6 +512,31 @@ class BudgetEntity {
       spendTotal: result.spendTotal,
       cachesInvalidated,
     };
+  }
+
+  /**
+   * Moves spend that reached LiteLLM's database after a reset, from requests that started before its boundary,
+   * out of the new period (an activity; retried like the reset). A check that cannot run is logged and dropped:
+   * the late spend then counts against the new period, as it would without the check.
+   */
+  private async checkLateSpend(): Promise<void> {
+    const check = this.lateSpendChecks.shift() as LateSpendCheck;
+    try {
+      const result = await db.reconcileLateSpend({ resetId: check.resetId });
+      if (result.corrections.length > 0) {
+        log.info('late spend moved out of the new period', {
+          budget: displayBudgetRef(this.ref, 60),
+          resetId: check.resetId,
+          corrections: result.corrections.length,
+        });
+      }
+    } catch (error) {
+      log.warn('late spend check failed; late spend counts against the new period', {
+        budget: displayBudgetRef(this.ref, 60),
+        resetId: check.resetId,
+        error: describe(error),
+      });
+    }
   }
 
   // ---- state changes ----------------------------------------------------------------------------------------
@@ -549,6 +604,7 @@ class BudgetEntity {
       catchUpPending: this.catchUpPending,
       problem: this.problem,
       knownDuration: this.knownDuration,
+      lateSpendChecks: this.lateSpendChecks,
     };
     await continueAsNew<typeof budgetEntityWorkflow>({
       kind: this.ref.kind,

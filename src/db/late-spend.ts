@@ -69,6 +69,9 @@ export async function reconcileLateSpend(db: pg.Pool, resetId: string): Promise<
       [resetId],
     );
     if (claimed.rowCount === 0) return { checked: false, entitiesChecked: 0, corrections: [] };
+    // The first reset a workflow makes does not know when its period began: every earlier request would look
+    // late, so nothing is corrected (the check row records 0 entities checked).
+    if (period.period_start === null) return { checked: true, entitiesChecked: 0, corrections: [] };
 
     // The entities the reset changed, with what it zeroed, and those it found at 0 (the audit leaves them out,
     // yet their late spend counts against the new period too): the rows linked to the tier, or the owner row.
@@ -94,7 +97,7 @@ export async function reconcileLateSpend(db: pg.Pool, resetId: string): Promise<
         `SELECT COALESCE(sum(s.spend), 0)::float8 AS spend FROM "LiteLLM_SpendLogs" s
           WHERE ${match}
             AND s."startTime" < ($${n + 1}::timestamptz AT TIME ZONE 'UTC')
-            AND ($${n + 2}::timestamptz IS NULL OR s."startTime" >= ($${n + 2}::timestamptz AT TIME ZONE 'UTC'))`,
+            AND s."startTime" >= ($${n + 2}::timestamptz AT TIME ZONE 'UTC')`,
         [...ids, period.period_end, period.period_start],
       );
       const loggedSpend = logged.rows[0]?.spend ?? 0;

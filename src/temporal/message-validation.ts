@@ -57,6 +57,14 @@ export function validatePauseArgs(args: unknown): string | null {
 }
 
 /** The problem with a budget workflow's start input (a workflow started by hand with a bad argument), or null. */
+/**
+ * The smallest history bound a run accepts: a run's first workflow task (start, settle, search attributes, timer)
+ * takes about 8 events, so a smaller bound would continue as new at every activation.
+ */
+export const MIN_HISTORY_EVENTS = 10;
+/** Temporal terminates a run at 51,200 events; a bound must leave room below that. */
+const MAX_HISTORY_EVENTS_LIMIT = 50_000;
+
 export function validateBudgetWorkflowInput(input: unknown): string | null {
   const shape = argsProblem(input);
   if (shape) return shape;
@@ -66,5 +74,16 @@ export function validateBudgetWorkflowInput(input: unknown): string | null {
   }
   if (typeof id !== 'string' || id === '') return 'id must be non-empty text';
   if (id.includes('\u0000')) return 'id contains a NUL character (U+0000), which no LiteLLM row can hold';
+  const { maxHistoryEvents } = input as { maxHistoryEvents?: unknown };
+  if (
+    maxHistoryEvents !== undefined &&
+    !(
+      Number.isInteger(maxHistoryEvents) &&
+      (maxHistoryEvents as number) >= MIN_HISTORY_EVENTS &&
+      (maxHistoryEvents as number) <= MAX_HISTORY_EVENTS_LIMIT
+    )
+  ) {
+    return `maxHistoryEvents must be a whole number from ${MIN_HISTORY_EVENTS} to ${MAX_HISTORY_EVENTS_LIMIT}`;
+  }
   return null;
 }

@@ -102,16 +102,16 @@ export class BudgetTestEnv {
           result = await (typeof fnOrPromise === 'function' ? fnOrPromise() : fnOrPromise);
         } catch (error) {
           // A failing test settles too (as far as it can), so it does not freeze time for the tests after it.
-          await this.settle().catch(() => undefined);
+          await this.waitUntilQuiet().catch(() => undefined);
           throw error;
         }
-        await this.settle();
+        await this.waitUntilQuiet();
         return result;
       });
   }
 
   /** Waits until every running workflow this test started has no workflow task or activity outstanding. */
-  private async settle(): Promise<void> {
+  async waitUntilQuiet(): Promise<void> {
     await vi.waitFor(
       async () => {
         for (const workflowId of this.started) {
@@ -160,8 +160,13 @@ export class BudgetTestEnv {
     return this.env.client.workflow.getHandle(budgetWorkflowId(ref));
   }
 
+  /**
+   * The budget's status query, with a deadline of its own. On the Java test server a query that reaches a run at
+   * the moment it continues as new can stay unanswered (buffered behind that run's last workflow task, then sent
+   * to the closed run); without a deadline it would hang the test, with one `waitForStatus` simply asks again.
+   */
   async status(ref: BudgetRef): Promise<BudgetStatus> {
-    return this.handle(ref).query(statusQuery);
+    return this.env.client.withDeadline(Date.now() + LIMITS.query, () => this.handle(ref).query(statusQuery));
   }
 
   /** Polls the status query (real time; workflow time does not move) until `predicate` holds. */
@@ -205,9 +210,10 @@ export class BudgetTestEnv {
       reason: string | null;
       requested_by: string | null;
       workflow_id: string | null;
+      run_id: string | null;
     }>(
       `SELECT id, period_end, next_reset_at, trigger, late_by_ms, missed_periods, entity_count, spend_total, reason,
-              requested_by, workflow_id
+              requested_by, workflow_id, run_id
          FROM budget_lifecycle.reset_log WHERE budget_kind = $1 AND budget_id = $2 ORDER BY period_end`,
       [ref.kind, ref.id],
     );

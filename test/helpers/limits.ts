@@ -8,6 +8,11 @@ export const LIMITS = {
   /** A workflow reacting to what a test did (a few workflow tasks and activities) and a query seeing it: ≤ 5 s. */
   workflowStep: 60_000,
   /**
+   * One query answered (a workflow task on a busy worker): ≤ 2 s. A query past this is asked again; on the
+   * time-skipping server one sent as a run continues as new can go unanswered.
+   */
+  query: 15_000,
+  /**
    * One `env.sleep` on the time-skipping server: it waits for every workflow task and activity due in the skipped
    * span (11 minutes with a supervisor syncing every 30 s and 100 budgets: 58 s).
    */

@@ -142,6 +142,19 @@ export async function insertModelAccessGroup(
   );
 }
 
+/** A spend-log row as LiteLLM 1.108.14 writes it (request_tags a JSONB array, timestamps UTC without zone). */
+export async function insertSpendLog(
+  db: Db,
+  row: { requestId: string; startTime: string; spend: number; apiKey?: string; tags?: string[] },
+): Promise<void> {
+  await db.query(
+    `INSERT INTO "LiteLLM_SpendLogs" (request_id, call_type, api_key, spend, "startTime", "endTime", request_tags)
+     VALUES ($1, 'acompletion', $2, $3, $4::timestamptz AT TIME ZONE 'UTC', $4::timestamptz AT TIME ZONE 'UTC',
+             $5::jsonb)`,
+    [row.requestId, row.apiKey ?? '', row.spend, row.startTime, JSON.stringify(row.tags ?? [])],
+  );
+}
+
 /** `spend` of one row, by table and primary-key column(s). */
 export async function spendOf(db: Db, table: string, where: Record<string, string>): Promise<number | null> {
   const cols = Object.keys(where);

@@ -3,7 +3,7 @@ import { reconcileLateSpend } from '../../src/db/late-spend.js';
 import { existingTables, resetBudgetTransaction } from '../../src/db/reset-transaction.js';
 import { scheduledReset } from '../helpers/reset-requests.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { insertBudget, insertKey, insertTag, spendOf } from '../helpers/litellm-rows.js';
+import { insertBudget, insertKey, insertSpendLog, insertTag, spendOf } from '../helpers/litellm-rows.js';
 
 // Period [START, BOUNDARY) is reset at BOUNDARY; the proxy flushes spend of requests that started in it later.
 const START = '2026-03-01T00:00:00.000Z';
@@ -27,14 +27,8 @@ beforeEach(() => {
   p = `ls${seq}`;
 });
 
-/** A spend-log row as LiteLLM 1.108.14 writes it (request_tags a JSONB array, timestamps UTC without zone). */
-async function spendLog(row: { startTime: string; spend: number; apiKey?: string; tags?: string[] }) {
-  await db.pool.query(
-    `INSERT INTO "LiteLLM_SpendLogs" (request_id, call_type, api_key, spend, "startTime", "endTime", request_tags)
-     VALUES ($1, 'acompletion', $2, $3, $4::timestamptz AT TIME ZONE 'UTC', $4::timestamptz AT TIME ZONE 'UTC',
-             $5::jsonb)`,
-    [`${p}-${Math.random()}`, row.apiKey ?? '', row.spend, row.startTime, JSON.stringify(row.tags ?? [])],
-  );
+function spendLog(row: { startTime: string; spend: number; apiKey?: string; tags?: string[] }) {
+  return insertSpendLog(db.pool, { ...row, requestId: `${p}-${Math.random()}` });
 }
 
 /** The proxy's batched spend write: `spend = spend + x` on the entity row, after our reset. */
@@ -42,10 +36,10 @@ async function flush(table: string, column: string, id: string, spend: number) {
   await db.pool.query(`UPDATE "${table}" SET spend = spend + $1 WHERE "${column}" = $2`, [spend, id]);
 }
 
-async function resetTier(tier: string): Promise<string> {
+async function resetTier(tier: string, periodStart: string | null = START): Promise<string> {
   const result = await resetBudgetTransaction(
     db.pool,
-    scheduledReset({ kind: 'budget', id: tier }, BOUNDARY, NEXT, { periodStart: START }),
+    scheduledReset({ kind: 'budget', id: tier }, BOUNDARY, NEXT, { periodStart }),
     { rollover: false },
     tables,
   );
@@ -149,5 +143,23 @@ describe('late spend reconciliation', () => {
     expect(result).toEqual({ checked: true, entitiesChecked: 2, corrections: [] });
     expect(await spendOf(db.pool, 'LiteLLM_TagTable', { tag_name: flushed })).toBeCloseTo(0.04, 10);
     expect(await spendOf(db.pool, 'LiteLLM_TagTable', { tag_name: unlogged })).toBeCloseTo(0.02, 10);
+  });
+
+  it("corrects nothing after a reset whose period start is unknown (a workflow's first reset)", async () => {
+    const tier = `${p}-tier`;
+    const tag = `${p}:first`;
+    await insertBudget(db.pool, { id: tier, maxBudget: 0.05, duration: '1m', resetAt: BOUNDARY });
+    await insertTag(db.pool, { name: tag, spend: 0.01, budgetId: tier });
+    // Months of earlier requests: with no period start they would all look late.
+    await spendLog({ startTime: '2025-12-01T00:00:00.000Z', spend: 3, tags: [tag] });
+    const resetId = await resetTier(tier, null);
+    await flush('LiteLLM_TagTable', 'tag_name', tag, 0.02);
+
+    expect(await reconcileLateSpend(db.pool, resetId)).toEqual({
+      checked: true,
+      entitiesChecked: 0,
+      corrections: [],
+    });
+    expect(await spendOf(db.pool, 'LiteLLM_TagTable', { tag_name: tag })).toBeCloseTo(0.02, 10);
   });
 });

@@ -11,6 +11,7 @@ describe('loadConfig', () => {
       schedule: { timeZone: 'UTC', resetTime: '00:00' },
       rollover: false,
       defaultEndUserBudgetId: undefined,
+      lateSpendDelayMs: 30_000,
       metricsPort: undefined,
       logLevel: 'info',
     });
@@ -29,6 +30,7 @@ describe('loadConfig', () => {
         BUDGET_RESET_TIME: '09:30',
         BUDGET_ROLLOVER: 'true',
         BUDGET_DEFAULT_END_USER_BUDGET_ID: 'free-tier',
+        BUDGET_LATE_SPEND_DELAY: '2m',
         METRICS_PORT: '9464',
         LOG_LEVEL: 'debug',
       }),
@@ -40,6 +42,7 @@ describe('loadConfig', () => {
       schedule: { timeZone: 'Europe/London', resetTime: '09:30' },
       rollover: true,
       defaultEndUserBudgetId: 'free-tier',
+      lateSpendDelayMs: 120_000,
       metricsPort: 9464,
       logLevel: 'debug',
     });
@@ -52,6 +55,15 @@ describe('loadConfig', () => {
       password: undefined,
     });
     expect(loadConfig({ BUDGET_ROLLOVER: '0', METRICS_PORT: '' }).rollover).toBe(false);
+  });
+
+  it('turns the late-spend check off, or says what a delay looks like', () => {
+    expect(loadConfig({ BUDGET_LATE_SPEND_DELAY: 'off' }).lateSpendDelayMs).toBeUndefined();
+    expect(loadConfig({ BUDGET_LATE_SPEND_DELAY: '45s' }).lateSpendDelayMs).toBe(45_000);
+    for (const bad of ['30', '1h', '-5s', 'soon'])
+      expect(() => loadConfig({ BUDGET_LATE_SPEND_DELAY: bad })).toThrow(
+        'Invalid configuration: BUDGET_LATE_SPEND_DELAY must be off or a delay like 30s or 2m',
+      );
   });
 
   it.each([

@@ -88,4 +88,13 @@ describe('pause arguments and workflow input', () => {
     expect(validateBudgetWorkflowInput({ kind: 'team', id: '' })).toMatch(/id must be non-empty/);
     expect(validateBudgetWorkflowInput({ kind: 'team', id: 'a\u0000' })).toMatch(/NUL/);
   });
+
+  it('accepts a history bound a run can live with, and says which ones it takes', () => {
+    expect(validateBudgetWorkflowInput({ kind: 'team', id: 'eng', maxHistoryEvents: 10 })).toBeNull();
+    expect(validateBudgetWorkflowInput({ kind: 'team', id: 'eng', maxHistoryEvents: 50_000 })).toBeNull();
+    for (const bad of [9, 0, -1, 1.5, 60_000, '100', null])
+      expect(validateBudgetWorkflowInput({ kind: 'team', id: 'eng', maxHistoryEvents: bad })).toBe(
+        'maxHistoryEvents must be a whole number from 10 to 50000',
+      );
+  });
 });

@@ -13,13 +13,15 @@ import {
   resumeUpdate,
   scheduleChangedSignal,
 } from '../../src/temporal/messages.js';
+import { MIN_HISTORY_EVENTS } from '../../src/temporal/message-validation.js';
 import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
 import { insertBudget, insertTag } from '../helpers/litellm-rows.js';
 
 const { History } = proto.temporal.api.history.v1;
+const EventType = proto.temporal.api.enums.v1.EventType;
 const HISTORIES = fileURLToPath(new URL('./histories/', import.meta.url));
 /** The release whose histories `RECORD_HISTORIES=1` writes; CI replays every release's folder. */
-const RELEASE = '0.2.0';
+const RELEASE = '0.3.0';
 /** Every committed history is of the budget `budget:replay`. */
 const RECORDED_WORKFLOW_ID = budgetWorkflowId({ kind: 'budget', id: 'replay' });
 const HOUR = 60 * 60 * 1000;
@@ -129,14 +131,18 @@ describe('budgetEntityWorkflow history', () => {
       const firstRun = (await handle.describe()).runId;
 
       const release = await holdRow('dl');
-      await t.sleepUntil(first);
-      await waitForLockWaiter();
-      // Both arrive while the scheduled reset waits on the lock, which takes the run past its bound.
-      await handle.signal(forceResetSignal, { reason: 'by signal', requestId: 'sig-1' });
-      const update = handle.executeUpdate(resetNowUpdate, {
-        args: [{ reason: 'by update', requestId: 'upd-1' }],
-      });
-      await release();
+      let update: Promise<unknown> | undefined;
+      try {
+        await t.sleepUntil(first);
+        await waitForLockWaiter();
+        // Both arrive while the scheduled reset waits on the lock, which takes the run past its bound.
+        await handle.signal(forceResetSignal, { reason: 'by signal', requestId: 'sig-1' });
+        update = handle.executeUpdate(resetNowUpdate, {
+          args: [{ reason: 'by update', requestId: 'upd-1' }],
+        });
+      } finally {
+        await release();
+      }
 
       expect(await update).toMatchObject({ outcome: 'reset', requestId: 'upd-1' });
       await t.waitForStatus(ref, (s) => s.cycle === 2);
@@ -156,20 +162,27 @@ describe('budgetEntityWorkflow history', () => {
       const first = nextHour(await t.now());
       await insertBudget(t.db.pool, { id: 'carry', duration: '1h', resetAt: first.toISOString() });
       const ref: BudgetRef = { kind: 'budget', id: 'carry' };
-      const handle = await t.start(ref, taskQueue, { maxHistoryEvents: 15 });
+      // The smallest bound: any activation after a run's first workflow task is past it.
+      const handle = await t.start(ref, taskQueue, { maxHistoryEvents: MIN_HISTORY_EVENTS });
       await t.waitForStatus(ref, (s) => s.nextResetAt === first.toISOString());
-      const firstRun = (await handle.describe()).runId;
-      const release = await holdRow('carry');
-      await t.sleepUntil(first);
-      await waitForLockWaiter();
+      await t.waitUntilQuiet();
+      const signalled = (await handle.describe()).runId;
       await handle.signal(forceResetSignal, { reason: 'carried', requestId: 'c-1' });
-      await release();
-      await t.waitForStatus(ref, (s) => s.cycle === 2);
-      expect((await handle.describe()).runId).not.toBe(firstRun);
-      expect((await t.resetLog(ref)).map((r) => [r.trigger, r.reason])).toEqual([
-        ['schedule', null],
-        ['forced', 'carried'],
-      ]);
+
+      await expect
+        .poll(async () => (await t.resetLog(ref)).map((r) => [r.trigger, r.reason]), { timeout: 60_000 })
+        .toEqual([['forced', 'carried']]);
+      const status = await t.waitForStatus(ref, (s) => s.cycle === 1);
+      expect(status).toMatchObject({ lastReset: { trigger: 'forced' }, nextResetAt: first.toISOString() });
+      // The run that took the signal continued as new without resetting; a later run ran the reset it was handed.
+      const history = await t.env.client.workflow.getHandle(handle.workflowId, signalled).fetchHistory();
+      const types = (history.events ?? []).map((e) => e.eventType);
+      const signalAt = types.indexOf(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED);
+      expect(signalAt).toBeGreaterThan(0);
+      expect(types.at(-1)).toBe(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
+      expect(types.slice(signalAt)).not.toContain(EventType.EVENT_TYPE_MARKER_RECORDED);
+      const [reset] = await t.resetLog(ref);
+      expect(reset?.run_id).not.toBe(signalled);
     });
   });
 
@@ -265,7 +278,8 @@ describe('budgetEntityWorkflow history', () => {
 
   // A tool for maintainers, not a check: it runs only with RECORD_HISTORIES=1.
   it.runIf(RECORD)('records a scenario history of this release', async () => {
-    const { worker, taskQueue } = await t.worker();
+    // With late-spend checks, so their timers and activities are in the recorded commands.
+    const { worker, taskQueue } = await t.worker({ config: { lateSpendDelayMs: 30_000 } });
     await worker.runUntil(async () => {
       const first = nextHour(await t.now());
       await insertBudget(t.db.pool, { id: 'replay', duration: '1h', resetAt: first.toISOString() });
