@@ -47,10 +47,13 @@ export function createResetActivities(deps: ActivityDeps) {
   const arming = new ResetArming();
   const armKey = (r: PlannedResetRequest) => `${r.kind}/${r.id}@${new Date(r.expectedResetAt).toISOString()}`;
 
-  /** One reset through the batcher; a fence that finds our own committed reset returns that reset. */
+  /**
+   * One reset through the batcher; a fence that finds our own committed reset (the same period, or the same
+   * forced request) returns that reset, so the workflow goes on to invalidate its caches.
+   */
   const reset = async (decided: ResetRequest): Promise<ResetResult> => {
     const result = await permanentErrorsFail(decided, () => batcher.reset(decided));
-    if (result.outcome !== 'already_reset' || decided.trigger === 'forced') return result;
+    if (result.outcome !== 'already_reset') return result;
     return (await findCommittedReset(deps.db, decided)) ?? result;
   };
 
