@@ -62,17 +62,16 @@ export function createResetActivities(deps: ActivityDeps) {
   const arming = new ResetArming();
   const armKey = (r: PlannedResetRequest) => `${r.kind}/${r.id}@${new Date(r.expectedResetAt).toISOString()}`;
 
-  /** One reset through the batcher; a fence that finds our own committed reset returns that reset. */
+  /**
+   * One reset through the batcher; a fence that finds our own committed reset (the same period, or the same
+   * forced request) returns that reset, so the workflow goes on to invalidate its caches.
+   */
   const reset = async (decided: ResetRequest): Promise<ResetResult> => {
     const result = await permanentErrorsFail(decided, () => batcher.reset(decided));
     const committed =
-      result.outcome !== 'already_reset' || decided.trigger === 'forced'
-        ? result
-        : ((await findCommittedReset(deps.db, decided)) ?? result);
+      result.outcome !== 'already_reset' ? result : ((await findCommittedReset(deps.db, decided)) ?? result);
     const checkIn = deps.config.lateSpendDelayMs;
-    return committed.outcome === 'reset' && checkIn
-      ? { ...committed, lateSpendCheckInMs: checkIn }
-      : committed;
+    return committed.outcome === 'reset' && checkIn ? { ...committed, lateSpendCheckInMs: checkIn } : committed;
   };
 
   /** Turns a workflow's request into a decided period with the schedule module (outside workflow code). */

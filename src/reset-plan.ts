@@ -34,6 +34,7 @@ export function planReset(
       missedPeriods: 0,
       reason: request.force.reason,
       requestedBy: request.force.requestedBy,
+      requestId: request.force.requestId,
     };
   }
   const due = new Date(request.expectedResetAt);

@@ -23,6 +23,8 @@ export interface ResetRequest {
   readonly missedPeriods: number;
   readonly reason?: string;
   readonly requestedBy?: string;
+  /** A forced reset's request id: its retry finds the committed reset by it (unique per budget in the audit). */
+  readonly requestId?: string;
   /**
    * The boundary a scheduled reset was due at. When set, lateness is measured again when the transaction
    * commits (the truthful figure after an outage), and a reset later than the grace becomes a catch-up.
@@ -49,7 +51,13 @@ export interface PlannedResetRequest {
   readonly duration: string;
   readonly periodStart: string | null;
   /** A forced reset; absent for a scheduled one. */
-  readonly force?: { readonly reason: string; readonly requestedBy?: string; readonly reanchor: boolean };
+  readonly force?: {
+    readonly reason: string;
+    readonly requestedBy?: string;
+    readonly reanchor: boolean;
+    /** The request this reset answers (the first of a batch); makes a retried attempt commit once. */
+    readonly requestId?: string;
+  };
   /** A boundary passed while paused: record the scheduled reset as a catch-up. */
   readonly catchUp?: boolean;
 }

@@ -1,12 +1,12 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { Runtime, type LogLevel } from '@temporalio/worker';
 import { Redis } from 'ioredis';
-import pg from 'pg';
 import type { Logger } from 'pino';
 import { requireDatabaseUrl, type Config } from './config.js';
 import { createHealthServer } from './health-server.js';
 import { createLogger, temporalLogger } from './logger.js';
 import { migrate } from './db/migrate.js';
+import { createPool } from './db/pool.js';
 import { createMetricsObserver } from './metrics.js';
 import { freePort } from './provision/ports.js';
 import { connectClient, connectWorker, type TemporalTarget } from './temporal/connection.js';
@@ -78,8 +78,9 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
   const taskQueue = options.taskQueue ?? config.taskQueue;
   const metricsUrl = await installRuntime(logger, config.logLevel, config.metricsPort);
 
-  const pool = new pg.Pool({ connectionString: requireDatabaseUrl(config), max: 10 });
-  pool.on('error', (error) => logger.warn({ err: error.message }, 'idle PostgreSQL connection failed'));
+  const pool = createPool({ connectionString: requireDatabaseUrl(config), max: 10 }, (error) =>
+    logger.warn({ err: error.message }, 'PostgreSQL connection lost; activities retry on a new one'),
+  );
   const redis = config.redis ? createRedis(config.redis) : undefined;
   redis?.on('error', (error: Error) => logger.warn({ err: error.message }, 'Redis connection problem'));
   if (!redis)

@@ -430,7 +430,12 @@ class BudgetEntity {
     } else {
       const more = batch.length > 1 ? ` (+${batch.length - 1} more requests)` : '';
       answer = await this.reset({
-        force: { reason: `${first.args.reason}${more}`, requestedBy: first.args.requestedBy, reanchor },
+        force: {
+          reason: `${first.args.reason}${more}`,
+          requestedBy: first.args.requestedBy,
+          reanchor,
+          requestId: first.requestId,
+        },
       });
     }
     for (const p of batch)

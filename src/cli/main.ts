@@ -2,12 +2,13 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
-import pg from 'pg';
+import type pg from 'pg';
 import { syncAllBudgets } from '../../activities/discovery.js';
 import { BUDGET_KINDS, budgetWorkflowId, formatBudgetRef, parseBudgetRef } from '../budget-ref.js';
 import { loadConfig, redactUrl, requireDatabaseUrl, type Config } from '../config.js';
 import { resetHistory } from '../db/history.js';
 import { migrate } from '../db/migrate.js';
+import { createPool } from '../db/pool.js';
 import { parseDuration } from '../schedule.js';
 import { BUDGET_WORKFLOW_TYPES_CLAUSE } from '../temporal/budget-workflows.js';
 import { connectClient, temporalTarget } from '../temporal/connection.js';
@@ -83,8 +84,7 @@ function durationMs(maxMs: number): (value: string) => number {
 /** Runs `fn` with a pool on DATABASE_URL; a connection failure becomes a one-line error that names the host. */
 async function withDatabase<T>(config: Config, fn: (pool: pg.Pool) => Promise<T>): Promise<T> {
   const url = requireDatabaseUrl(config);
-  const pool = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 5_000 });
-  pool.on('error', () => undefined);
+  const pool = createPool({ connectionString: url, max: 2, connectionTimeoutMillis: 5_000 }, () => undefined);
   try {
     await pool.query('SELECT 1').catch((error: Error) => {
       throw new DatabaseUnreachableError(

@@ -5,8 +5,8 @@ import { SCHEMA } from './migrate.js';
 
 /**
  * Claims each request's period in the audit: one `reset_log` row per budget and boundary. The unique
- * (kind, id, period_end) is a second fence: a forced reset that keeps the calendar leaves the schedule unchanged,
- * so its retry is stopped here instead. Returns the new reset id of each budget id that was claimed (ids are
+ * (kind, id, period_end) is a second fence, and a forced reset's request id a third: a forced reset that keeps
+ * the calendar leaves the schedule unchanged, so its retry is stopped here instead. Returns the new reset id of each budget id that was claimed (ids are
  * distinct within a batch); a budget missing from the map had its period claimed already.
  */
 export async function claimPeriods(
@@ -19,14 +19,15 @@ export async function claimPeriods(
   const inserted = await client.query<{ id: string; budget_id: string }>(
     `INSERT INTO ${SCHEMA}.reset_log
        (budget_kind, budget_id, period_start, period_end, next_reset_at, late_by_ms, missed_periods, trigger,
-        reason, requested_by, workflow_id, run_id)
+        reason, requested_by, workflow_id, run_id, request_id)
      SELECT $1, u.budget_id, u.period_start, u.period_end, u.next_reset_at, u.late_by_ms, u.missed_periods,
-            u.trigger, u.reason, u.requested_by, u.workflow_id, u.run_id
+            u.trigger, u.reason, u.requested_by, u.workflow_id, u.run_id, u.request_id
        FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::bigint[],
-                   $7::int[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+                   $7::int[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
             AS u(budget_id, period_start, period_end, next_reset_at, late_by_ms, missed_periods,
-                 trigger, reason, requested_by, workflow_id, run_id)
-     ON CONFLICT ON CONSTRAINT reset_log_period_unique DO NOTHING
+                 trigger, reason, requested_by, workflow_id, run_id, request_id)
+     -- Either key: the period (reset_log_period_unique) or a forced reset's request (reset_log_request_unique).
+     ON CONFLICT DO NOTHING
      RETURNING id, budget_id`,
     [
       kind,
@@ -41,6 +42,7 @@ export async function claimPeriods(
       column((r) => storableText(r.requestedBy)),
       column((r) => storableText(r.workflowId)),
       column((r) => storableText(r.runId)),
+      column((r) => (r.trigger === 'forced' ? storableText(r.requestId) : null)),
     ],
   );
   return new Map(inserted.rows.map((row) => [row.budget_id, String(row.id)]));

@@ -392,11 +392,15 @@ export function zeroSpendSql(type: EntityType, scope: Scope): string {
 /**
  * The reset a workflow already committed for this budget's period (an armed reset the worker ran at the boundary,
  * or an attempt that committed before its worker died), read back from the audit; undefined if there is none.
+ * A forced reset is found by its request id instead: its period ends at the moment it ran, which a retried
+ * attempt does not share.
  */
 export async function findCommittedReset(
   db: pg.Pool,
-  request: Pick<ResetRequest, 'kind' | 'id' | 'periodEnd' | 'workflowId'>,
+  request: Pick<ResetRequest, 'kind' | 'id' | 'periodEnd' | 'workflowId' | 'trigger' | 'requestId'>,
 ): Promise<ResetResult | undefined> {
+  const forced = request.trigger === 'forced';
+  if (forced && request.requestId === undefined) return undefined;
   const { rows } = await db.query<{
     id: string;
     period_end: Date;
@@ -409,8 +413,9 @@ export async function findCommittedReset(
   }>(
     `SELECT id, period_end, next_reset_at, trigger, late_by_ms, missed_periods, entity_count, spend_total
        FROM ${SCHEMA}.reset_log
-      WHERE budget_kind = $1 AND budget_key = ${SCHEMA}.id_key($2) AND period_end = $3 AND workflow_id = $4`,
-    [request.kind, request.id, request.periodEnd, request.workflowId ?? null],
+      WHERE budget_kind = $1 AND budget_key = ${SCHEMA}.id_key($2) AND workflow_id = $4
+        AND ${forced ? `request_id IS NOT NULL AND ${SCHEMA}.id_key(request_id) = ${SCHEMA}.id_key($3)` : 'period_end = $3'}`,
+    [request.kind, request.id, forced ? request.requestId : request.periodEnd, request.workflowId ?? null],
   );
   const row = rows[0];
   if (!row) return undefined;

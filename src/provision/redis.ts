@@ -5,6 +5,8 @@ import { installDebianPackage, which } from './run.js';
 
 export interface RunningRedis {
   readonly url: string;
+  /** Process id of the server (fault tests pause and kill it). */
+  readonly pid: number;
   stop(): Promise<void>;
 }
 
@@ -26,8 +28,15 @@ export async function ensureRedisServer(): Promise<string> {
   );
 }
 
-/** Starts a throwaway `redis-server` on a free loopback port (no persistence). */
-export async function startRedis(options: { dataDir: string; port?: number }): Promise<RunningRedis> {
+/**
+ * Starts a throwaway `redis-server` on a free loopback port (no persistence). `extraArgs` are appended and win
+ * over the defaults (a TLS test passes `--tls-port <port> --port 0` to serve only TLS on `port`).
+ */
+export async function startRedis(options: {
+  dataDir: string;
+  port?: number;
+  extraArgs?: readonly string[];
+}): Promise<RunningRedis> {
   const binary = await ensureRedisServer();
   const port = options.port ?? (await freePort());
   await mkdir(options.dataDir, { recursive: true });
@@ -44,6 +53,7 @@ export async function startRedis(options: { dataDir: string; port?: number }): P
       'no',
       '--dir',
       options.dataDir,
+      ...(options.extraArgs ?? []),
     ],
     { stdio: 'ignore' },
   );
@@ -56,8 +66,9 @@ export async function startRedis(options: { dataDir: string; port?: number }): P
   exited.catch(() => undefined);
   return {
     url: `redis://127.0.0.1:${port}`,
+    pid: child.pid ?? 0,
     stop: async () => {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const done = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
       await done;
