@@ -8,7 +8,7 @@ import { status } from '@grpc/grpc-js';
 import { Connection } from '@temporalio/client';
 import { msToTs } from '@temporalio/common/lib/time.js';
 import { registerSearchAttributes } from '../temporal/register-search-attributes.js';
-import { freePort } from './ports.js';
+import { freePort, freePortBetween } from './ports.js';
 import { run } from './run.js';
 import { ensureTemporalServer, type TemporalServerBinaries } from './temporal-server.js';
 
@@ -89,9 +89,9 @@ export async function setupTemporalSchema(
 
 async function renderConfig(values: Record<string, string>): Promise<string> {
   const template = await readFile(TEMPLATE, 'utf8');
-  const rendered = template.replace(/\{\{(\w+)\}\}/g, (_, name: string) => {
+  const rendered = template.replace(/\$\{(\w+)\}/g, (_, name: string) => {
     const value = values[name];
-    if (value === undefined) throw new Error(`temporal-cluster.yaml names {{${name}}}, which has no value`);
+    if (value === undefined) throw new Error(`temporal-cluster.yaml names \${${name}}, which has no value`);
     return value;
   });
   return rendered;
@@ -135,7 +135,10 @@ export async function startTemporalCluster(options: TemporalClusterOptions): Pro
     'workerPort',
     'workerMembershipPort',
   ]) {
-    ports[name] = String(await freePort());
+    // Temporal keeps membership ports in a PostgreSQL smallint: they must be below 32768.
+    ports[name] = String(
+      name.endsWith('MembershipPort') ? await freePortBetween(20_000, 32_767) : await freePort(),
+    );
   }
   await writeFile(
     path.join(configDir, 'development.yaml'),
@@ -147,7 +150,8 @@ export async function startTemporalCluster(options: TemporalClusterOptions): Pro
       dbHost: db.host,
       dbPort: db.port,
       dbUser: db.user,
-      dbPassword: db.password.replace(/["\\]/g, '\\$&'),
+      // Inside single quotes in YAML, a quote is written twice.
+      dbPassword: db.password.replaceAll("'", "''"),
       dynamicConfigFile,
     }),
     { mode: 0o600 },
@@ -220,7 +224,8 @@ export async function startTemporalCluster(options: TemporalClusterOptions): Pro
 
 async function tail(file: string): Promise<string> {
   const text = await readFile(file, 'utf8').catch(() => '');
-  return `${path.basename(file)}: ${text.trim().split('\n').slice(-5).join('\n  ')}`;
+  const lines = text.trim().split('\n').slice(-5);
+  return `${path.basename(file)}: ${lines.map((line) => line.slice(0, 400)).join('\n  ')}`;
 }
 
 /**
