@@ -4,7 +4,7 @@
  * against the workflow code of this checkout. Exits 1 naming every run the new code would not replay (a change that
  * needs a `patched()` branch); 0 when every run replays. Read-only: it lists and reads histories, nothing else.
  */
-import { Worker } from '@temporalio/worker';
+import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { connectClient, temporalTarget } from '../src/temporal/connection.js';
 import { BUDGET_WORKFLOW_TYPES_CLAUSE } from '../src/temporal/budget-workflows.js';
 import { bundleBudgetWorkflows } from '../src/worker.js';
@@ -20,10 +20,12 @@ function limitArg(argv: readonly string[]): number {
 
 async function main(): Promise<void> {
   const limit = limitArg(process.argv.slice(2));
+  // The bundler and the replay workers log every step at INFO; only problems matter here.
+  Runtime.install({ logger: new DefaultLogger('WARN') });
   const target = temporalTarget();
   const { client, connection } = await connectClient(target);
   try {
-    const workflowBundle = await bundleBudgetWorkflows();
+    const workflowBundle = await bundleBudgetWorkflows(Runtime.instance().logger);
     const query = `${BUDGET_WORKFLOW_TYPES_CLAUSE} AND ExecutionStatus = 'Running'`;
     const histories = async function* () {
       let n = 0;

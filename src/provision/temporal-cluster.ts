@@ -8,7 +8,7 @@ import { status } from '@grpc/grpc-js';
 import { Connection } from '@temporalio/client';
 import { msToTs } from '@temporalio/common/lib/time.js';
 import { registerSearchAttributes } from '../temporal/register-search-attributes.js';
-import { freePort, freePortBetween } from './ports.js';
+import { freePort, freePortBetween, waitForPort } from './ports.js';
 import { run } from './run.js';
 import { ensureTemporalServer, type TemporalServerBinaries } from './temporal-server.js';
 
@@ -172,7 +172,7 @@ export async function startTemporalCluster(options: TemporalClusterOptions): Pro
     }
   };
   let failure: Error | undefined;
-  for (const services of groups) {
+  const startProcess = (services: readonly string[]): void => {
     const name = services.join('+');
     const logFile = path.join(options.dataDir, `${name}.log`);
     logs.push(logFile);
@@ -198,10 +198,25 @@ export async function startTemporalCluster(options: TemporalClusterOptions): Pro
       failure ??= new Error(`temporal-server (${name}) exited with ${code ?? signal}; see ${logFile}`);
     });
     children.push(child);
-  }
+  };
 
   const address = `127.0.0.1:${ports.frontendPort}`;
   try {
+    // Every process writes the cluster's metadata on first start, and all but one lose that race and exit: start
+    // the frontend alone until it serves (it has written the metadata by then), then the others.
+    const [first, ...rest] = groups;
+    startProcess(first!);
+    const deadline = Date.now() + 120_000;
+    while (
+      !(await waitForPort(Number(ports.frontendPort), 250).then(
+        () => true,
+        () => false,
+      ))
+    ) {
+      if (failure) throw failure;
+      if (Date.now() > deadline) throw new Error('the frontend did not open its port within 120 s');
+    }
+    for (const services of rest) startProcess(services);
     await waitUntilServing(address, () => failure);
     const connection = await Connection.connect({ address });
     try {

@@ -55,7 +55,7 @@ describe('two workers on a Temporal cluster', () => {
       for (let i = 0; i < HERD; i += 1) {
         await insertBudget(db.pool, {
           id: `${prefix}-${i}`,
-          duration: '1h',
+          duration: '3d',
           resetAt: boundary.toISOString(),
         });
         await insertTag(db.pool, { name: `${prefix}-tag-${i}`, spend: 1 + i, budgetId: `${prefix}-${i}` });
