@@ -1,75 +1,78 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, symlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freePort } from '../../src/provision/ports.js';
-import { run } from '../../src/provision/run.js';
+import { DEFAULT_SCHEDULE } from '../../src/schedule.js';
+import { registerSearchAttributes } from '../../src/temporal/register-search-attributes.js';
+import { BudgetIdKey, BudgetKindKey, BudgetStateKey } from '../../src/temporal/search-attributes.js';
+import { createBudgetWorker } from '../../src/worker.js';
 import { budgetctl, cliEnv, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag } from '../helpers/litellm-rows.js';
 import { services, uniqueName } from '../helpers/services.js';
+import { installTestRuntime } from '../helpers/temporal.js';
 import { waitUntilReady } from './workers.js';
 
-// A rolling deploy on a cluster with running workflows: budgets started by release 0.1 (its own worker, workflow
-// code, activities and migrations, checked out of git) keep their state and keep resetting once the worker is
-// replaced by the current code. The current code's `patched()` check moves each 0.1 run to the entity workflow at
-// its first activation there (README, "Rolling out new workflow code").
+// A rolling deploy on a cluster with running workflows: budgets started on release 0.1's workflow code keep their
+// state and keep resetting once its worker is replaced by the current code. The current code's `patched()` check
+// moves each 0.1 run to the entity workflow at its first activation there (README, "Rolling out new workflow
+// code").
+//
+// Release 0.1's workflows run from a committed bundle (fixtures/release-0.1-workflows.js, built from commit
+// c614b52 by scripts/build-release-bundle.ts), so no git history is needed. Its worker runs them with the current
+// activities, which keep 0.1's `loadBudget` and `setResetAt` (and `resetBudget`, `invalidateCaches`) for exactly
+// these runs, on the current schema: in a real rollout the new release's migrations run first and the old workers
+// keep running until they are replaced.
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
-/** The last commit of release 0.1: the parent of the commit that introduced release 0.2's entity workflow. */
-const RELEASE_0_1 = 'c614b524453d6d97fad74891a45cad11637a6fd8';
+const RELEASE_0_1_BUNDLE = new URL('./fixtures/release-0.1-workflows.js', import.meta.url);
 const DURATION_S = 10;
 
 let db: TestDatabase;
-let oldTree: string;
+let redis: Redis;
 let env: Record<string, string>;
 let connection: Connection;
-const workers: ChildProcess[] = [];
+let nativeConnection: NativeConnection;
+let releaseBundle: string;
+let oldWorker: { worker: Worker; running: Promise<void> } | undefined;
+const workers: Array<ReturnType<typeof spawnBudgetctl>> = [];
 const taskQueue = uniqueName('upgrade');
 
-/** Release 0.1's sources, with this checkout's node_modules (its dependencies are the same packages). */
-async function checkOutRelease(commit: string): Promise<string> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'budget-lifecycle-release-'));
-  const archive = path.join(dir, 'release.tar');
-  try {
-    await run('git', [
-      '-C',
-      REPO,
-      'archive',
-      '--output',
-      archive,
-      commit,
-      'src',
-      'workflows',
-      'activities',
-      'tsconfig.json',
-    ]);
-  } catch (error) {
-    throw new Error(
-      `This test runs release 0.1 from git (commit ${commit}); run it in a full clone, not a shallow one`,
-      { cause: error },
-    );
-  }
-  await run('tar', ['-xf', archive, '-C', dir]);
-  await rm(archive);
-  await symlink(path.join(REPO, 'node_modules'), path.join(dir, 'node_modules'));
-  return dir;
+/** Release 0.1's worker: its workflow code, the current activities, on this test's task queue. */
+async function startRelease01Worker(): Promise<{ worker: Worker; running: Promise<void> }> {
+  const worker = await createBudgetWorker({
+    connection: nativeConnection,
+    taskQueue,
+    workflowBundle: { code: releaseBundle },
+    deps: {
+      db: db.pool,
+      redis,
+      config: { schedule: DEFAULT_SCHEDULE, rollover: false, redisNamespace: taskQueue },
+    },
+  });
+  return { worker, running: worker.run() };
 }
 
-/** `budgetctl <args>` of release 0.1, as a process. */
-function spawnRelease(args: readonly string[], extra: Record<string, string> = {}): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-    cwd: oldTree,
-    env: cliEnv({ ...env, ...extra }),
-    stdio: ['ignore', 'pipe', 'pipe'],
+/** What release 0.1's `budgetctl sync` did for a budget it found: start its `budgetWorkflow` (0.1's input). */
+async function startRelease01Run(client: Client, id: string): Promise<void> {
+  await client.workflow.start('budgetWorkflow', {
+    taskQueue,
+    workflowId: `budget/budget/${encodeURIComponent(id)}`,
+    args: [{ kind: 'budget', id }],
+    typedSearchAttributes: [
+      { key: BudgetKindKey, value: 'budget' },
+      { key: BudgetIdKey, value: id },
+      { key: BudgetStateKey, value: 'active' },
+    ],
   });
 }
 
-async function exitOf(child: ChildProcess): Promise<{ code: number | null; output: string }> {
+async function exitOf(child: ReturnType<typeof spawn>): Promise<{ code: number | null; output: string }> {
   let output = '';
   child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
@@ -78,10 +81,9 @@ async function exitOf(child: ChildProcess): Promise<{ code: number | null; outpu
 }
 
 beforeAll(async () => {
-  [db, oldTree] = await Promise.all([createTestDatabase(), checkOutRelease(RELEASE_0_1)]);
-  // A database as release 0.1 left it: LiteLLM's tables and 0.1's own migrations only (its worker applies them;
-  // it refuses a schema newer than itself, as a forward-only runner should).
-  await db.pool.query('DROP SCHEMA budget_lifecycle CASCADE');
+  installTestRuntime();
+  [db, releaseBundle] = await Promise.all([createTestDatabase(), readFile(RELEASE_0_1_BUNDLE, 'utf8')]);
+  redis = new Redis(services().redisUrl);
   env = {
     DATABASE_URL: db.url,
     REDIS_URL: services().redisUrl,
@@ -90,42 +92,51 @@ beforeAll(async () => {
     BUDGET_TASK_QUEUE: taskQueue,
   };
   connection = await Connection.connect({ address: services().temporalAddress });
+  nativeConnection = await NativeConnection.connect({ address: services().temporalAddress });
+  // What every worker process does at start-up; 0.1's runs are started with these attributes.
+  await registerSearchAttributes(connection, 'default');
 });
 afterAll(async () => {
+  if (oldWorker?.worker.getState() === 'RUNNING') oldWorker.worker.shutdown();
+  await oldWorker?.running.catch(() => undefined);
   for (const worker of workers) await stopProcess(worker, 'SIGKILL');
+  redis?.disconnect();
+  await nativeConnection?.close();
   await connection?.close();
   await db?.drop();
-  if (oldTree) await rm(oldTree, { recursive: true, force: true });
 });
 
 describe('rolling out a new release on a cluster with running workflows', () => {
   it(
     'release 0.1 runs keep their state and keep resetting on the current code',
-    { timeout: LIMITS.workerStart * 2 + LIMITS.workflowStep * 4 + LIMITS.cliCommand * 6 },
+    { timeout: LIMITS.workerStart + LIMITS.workflowStep * 5 + LIMITS.cliCommand * 6 },
     async () => {
       const client = new Client({ connection });
       const ticking = `${taskQueue}-ticking`;
       const paused = `${taskQueue}-paused`;
       const step = DURATION_S * 1_000;
-      const first = new Date(Math.ceil((Date.now() + LIMITS.cliCommand) / step) * step);
+      // The first boundary leaves the old worker time to start; a boundary it misses is caught up, on the calendar.
+      const first = new Date(Math.ceil((Date.now() + step) / step) * step);
       await insertBudget(db.pool, { id: ticking, duration: `${DURATION_S}s`, resetAt: first.toISOString() });
       await insertTag(db.pool, { name: `${ticking}-tag`, spend: 1, budgetId: ticking });
       const later = new Date(Date.now() + 3_600_000).toISOString();
       await insertBudget(db.pool, { id: paused, duration: '1h', resetAt: later });
 
-      // Release 0.1 is deployed: its worker migrates its schema and starts its supervisor.
-      const oldPort = await freePort();
-      const oldWorker = spawnRelease(['worker', '--no-supervisor'], { METRICS_PORT: String(oldPort) });
-      workers.push(oldWorker);
-      await waitUntilReady(oldPort, oldWorker);
-      const sync = await exitOf(spawnRelease(['sync']));
-      expect(sync.code, sync.output).toBe(0);
-      const pause = await exitOf(
-        spawnRelease(['pause', `budget:${paused}`, '--reason', 'before the upgrade']),
-      );
-      expect(pause.code, pause.output).toBe(0);
+      // Release 0.1 is deployed: its worker runs, its sync starts both budgets' workflows, one is paused.
+      oldWorker = await startRelease01Worker();
+      await startRelease01Run(client, ticking);
+      await startRelease01Run(client, paused);
       const handle = (id: string) => client.workflow.getHandle(`budget/budget/${encodeURIComponent(id)}`);
+      // 0.1's `budgetctl pause`: its `pause` update, answered by 0.1's workflow code with 0.1's status.
+      const pausedBy01 = await handle(paused).executeUpdate<{ state: string }, [{ reason: string }]>(
+        'pause',
+        {
+          args: [{ reason: 'before the upgrade' }],
+        },
+      );
+      expect(pausedBy01.state).toBe('paused');
       expect((await handle(ticking).describe()).type).toBe('budgetWorkflow');
+      expect((await handle(paused).describe()).type).toBe('budgetWorkflow');
 
       // Release 0.1 resets the ticking budget at least once.
       const resets = async () =>
@@ -136,9 +147,11 @@ describe('rolling out a new release on a cluster with running workflows', () => 
           )
         ).rows;
       await vi.waitFor(async () => expect((await resets()).length).toBeGreaterThanOrEqual(1), {
-        timeout: LIMITS.cliCommand * 2 + step + LIMITS.workflowStep,
+        timeout: step * 2 + LIMITS.workflowStep,
         interval: 500,
       });
+      // Still 0.1's run: the current code would have moved it to the entity workflow at its first activation.
+      expect((await handle(ticking).describe()).type).toBe('budgetWorkflow');
 
       // Before the rollout: the running 0.1 histories replay on the current code (the README's pre-deploy check).
       const replay = await exitOf(
@@ -158,7 +171,9 @@ describe('rolling out a new release on a cluster with running workflows', () => 
       expect(replayed![2]).toBe(replayed![1]);
 
       // The rollout: the old worker stops gracefully (in-flight activities finish), the new one starts.
-      expect(await stopProcess(oldWorker)).toBe(0);
+      oldWorker.worker.shutdown();
+      await oldWorker.running;
+      expect(oldWorker.worker.getState()).toBe('STOPPED');
       const resetsBeforeUpgrade = (await resets()).length;
       const newPort = await freePort();
       const newWorker = spawnBudgetctl(['worker'], { ...env, METRICS_PORT: String(newPort) });
