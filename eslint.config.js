@@ -17,7 +17,7 @@ const forbiddenInWorkflows = [
 ];
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'coverage/', '.data/'] },
+  { ignores: ['node_modules/', 'dist/', 'coverage/', '.data/', 'test/cluster/fixtures/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
