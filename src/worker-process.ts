@@ -146,7 +146,13 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
     process.once('SIGINT', shutdown);
     void options.stop?.then(shutdown);
     logger.info(
-      { taskQueue, namespace: target.namespace, address: target.address, healthPort: health?.port },
+      {
+        taskQueue,
+        namespace: target.namespace,
+        address: target.address,
+        auth: target.auth,
+        healthPort: health?.port,
+      },
       'worker started',
     );
     const running = worker.run();

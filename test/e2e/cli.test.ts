@@ -8,6 +8,7 @@ import { insertBudget, insertTag, insertTeam, spendOf } from '../helpers/litellm
 import { services, uniqueName } from '../helpers/services.js';
 
 const HOUR = 60 * 60 * 1000;
+const API_KEY = 'cli-test-api-key-not-for-logs';
 let db: TestDatabase;
 let worker: ChildProcess;
 let workerLog = '';
@@ -44,6 +45,9 @@ beforeAll(async () => {
   worker = spawnBudgetctl(['worker', '--sync-interval', '1h', '--concurrency', '4'], {
     ...env,
     LOG_LEVEL: 'info',
+    // The dev server ignores credentials; the worker sends the key (in plain text: TLS off) and must never log it.
+    TEMPORAL_API_KEY: API_KEY,
+    TEMPORAL_TLS: 'false',
   });
   worker.stdout?.on('data', (c: Buffer) => {
     workerLog += c.toString();
@@ -247,7 +251,9 @@ describe('budgetctl against a real worker process and the dev server', () => {
         workflowId: `budget/budget/${tier}`,
       }),
     );
-    // The connection string (and its password) never reaches the logs.
+    // The connection string (and its password) and the Temporal API key never reach the logs.
     expect(workerLog).not.toContain(`:${new URL(db.url).password}@`);
+    expect(workerLog).not.toContain(API_KEY);
+    expect(entries).toContainEqual(expect.objectContaining({ msg: 'worker started', auth: 'api-key' }));
   });
 });
