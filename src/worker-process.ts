@@ -74,7 +74,7 @@ async function installRuntime(
  */
 export async function runWorkerProcess(options: WorkerProcessOptions): Promise<void> {
   const { config, target } = options;
-  const logger = options.logger ?? createLogger(config.logLevel);
+  const logger = options.logger ?? createLogger(config.logLevel, config.logFormat);
   const taskQueue = options.taskQueue ?? config.taskQueue;
   const metricsUrl = await installRuntime(logger, config.logLevel, config.metricsPort);
 

@@ -50,7 +50,8 @@ async function portOr(preferred: number): Promise<number> {
  */
 export async function runEmbedded(): Promise<void> {
   const env = { ...process.env };
-  const logger = createLogger(env.LOG_LEVEL ?? 'info');
+  const { logLevel, logFormat } = loadConfig(env);
+  const logger = createLogger(logLevel, logFormat);
   const dir = dataDir();
   await mkdir(dir, { recursive: true });
   const stops: Array<() => Promise<void>> = [];

@@ -1,7 +1,8 @@
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freePort } from '../../src/provision/ports.js';
-import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
+import { budgetctl, cliEnv, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag, insertTeam, spendOf } from '../helpers/litellm-rows.js';
@@ -217,6 +218,48 @@ describe('budgetctl against a real worker process and the dev server', () => {
 
     const verbose = await run('--verbose', 'status', 'team:does-not-exist');
     expect(verbose.stderr).toMatch(/\n\s+at /);
+  });
+
+  it('the worker on a terminal prints readable log lines instead of JSON', async () => {
+    // `script` gives the worker a pseudo-terminal as stdout, as a person's shell would.
+    const command = [process.execPath, '--import', 'tsx', 'src/cli/main.ts', 'worker', '--no-supervisor']
+      .map((arg) => `'${arg}'`)
+      .join(' ');
+    const child = spawn('script', ['-qfec', command, '/dev/null'], {
+      cwd: fileURLToPath(new URL('../../', import.meta.url)),
+      env: cliEnv({
+        ...env,
+        BUDGET_TASK_QUEUE: uniqueName('cli-tty'),
+        METRICS_PORT: '',
+        LOG_LEVEL: 'info',
+        TEMPORAL_API_KEY: API_KEY,
+        TEMPORAL_TLS: 'false',
+      }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group, so the worker under `script` is stopped with it.
+      detached: true,
+    });
+    let output = '';
+    child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      // eslint-disable-next-line no-control-regex
+      const plain = () => output.replace(/\x1b\[[0-9;]*m/g, '').replace(/\r/g, '');
+      await vi.waitFor(
+        () => expect(plain()).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO {2}worker started {2}taskQueue=/m),
+        {
+          timeout: LIMITS.workerStart,
+          interval: 200,
+        },
+      );
+      expect(output).toContain('\x1b[32mINFO'); // coloured on a terminal
+      expect(plain()).not.toMatch(/^\{"level"/m);
+      expect(plain()).not.toContain(API_KEY);
+    } finally {
+      process.kill(-child.pid!, 'SIGTERM');
+      await exited;
+    }
   });
 
   it('the worker serves health and metrics, logs JSON, and stops gracefully on SIGTERM', async () => {
