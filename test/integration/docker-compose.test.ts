@@ -538,6 +538,26 @@ describe('Dockerfile', () => {
     ).toBe(true);
   });
 
+  it('prebuilds the workflow bundle in the build stage, so workers do not bundle at start-up', async () => {
+    const all = await read();
+    const pkg = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+    };
+    // `npm run build` ends with the bundle step, which writes where the built worker looks.
+    expect(pkg.scripts.build).toMatch(/&& tsx scripts\/build-workflow-bundle\.ts$/);
+    const script = await readFile(path.join(ROOT, 'scripts/build-workflow-bundle.ts'), 'utf8');
+    expect(script).toContain("new URL('../dist/workflow-bundle.js', import.meta.url)");
+    const worker = await readFile(path.join(ROOT, 'src/worker.ts'), 'utf8');
+    expect(worker).toContain("new URL('../workflow-bundle.js', import.meta.url)");
+    // The build stage has the script before it builds, and the runtime stage takes dist/ from it.
+    const build = all.findIndex((i) => i.keyword === 'RUN' && /\bnpm run build\b/.test(i.args));
+    const copied = all.findIndex(
+      (i) => i.keyword === 'COPY' && i.args.includes('scripts/build-workflow-bundle.ts'),
+    );
+    expect(copied).toBeGreaterThanOrEqual(0);
+    expect(copied).toBeLessThan(build);
+  });
+
   it('installs production dependencies without dropping the optional native packages', async () => {
     const all = await read();
     const runs = all.filter((i) => i.keyword === 'RUN').map((i) => i.args);
