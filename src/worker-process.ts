@@ -8,7 +8,7 @@ import { createHealthServer } from './health-server.js';
 import { createLogger, temporalLogger } from './logger.js';
 import { migrate } from './db/migrate.js';
 import { createMetricsObserver } from './metrics.js';
-import { freePort } from './provision/ports.js';
+import { freePort } from './free-port.js';
 import { connectClient, connectWorker, type TemporalTarget } from './temporal/connection.js';
 import { BUDGET_WORKFLOW_TYPES_CLAUSE } from './temporal/budget-workflows.js';
 import { registerSearchAttributes } from './temporal/register-search-attributes.js';
