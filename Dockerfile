@@ -10,7 +10,8 @@
 
 ARG NODE_IMAGE=node:20-bookworm-slim
 
-# --- build: every dependency, then tsc to dist/ (src, workflows, activities) plus the SQL migrations ----------
+# --- build: every dependency, then tsc to dist/ (src, workflows, activities), the SQL migrations, and the -------
+# workflow bundle (dist/workflow-bundle.js: webpack and swc run here, once, not in every worker at start-up) ----
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 # The lockfile is used exactly as committed (npm ci fails rather than rewrite it); its `overrides` and the
@@ -21,6 +22,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY workflows ./workflows
 COPY activities ./activities
+COPY scripts/build-workflow-bundle.ts ./scripts/
 RUN npm run build
 
 # --- deps: production dependencies only (optional native packages included) ----------------------------------
@@ -36,8 +38,8 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
-# dist/src (the CLI and worker), dist/activities, and dist/workflows: the worker bundles the workflows for its
-# sandbox at start-up from dist/workflows/index.js, so they must be in the image.
+# dist/src (the CLI and worker), dist/activities, dist/workflows (the CLI and the supervisor start workflows by
+# their functions) and dist/workflow-bundle.js, which the worker loads instead of bundling the workflows.
 COPY --from=build /app/dist ./dist
 
 # The image's unprivileged `node` user (uid 1000); the app files stay root-owned and read-only to it.

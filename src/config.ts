@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { LogFormat } from './log-format.js';
 import { DEFAULT_SCHEDULE, validateScheduleOptions, type ScheduleOptions } from './schedule.js';
 
 /**
@@ -35,6 +36,8 @@ export interface Config {
   readonly metricsPort?: number;
   /** `LOG_LEVEL`, default `info`. */
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  /** `LOG_FORMAT` (`json` or `pretty`); default: `pretty` on a terminal, `json` anywhere else. */
+  readonly logFormat?: LogFormat;
 }
 
 export type RedisSettings =
@@ -103,6 +106,9 @@ const EnvSchema = z.object({
         .optional(),
     )
     .transform((v) => v ?? 'info'),
+  LOG_FORMAT: optionalText.pipe(
+    z.enum(['json', 'pretty'], { error: 'LOG_FORMAT must be json or pretty' }).optional(),
+  ),
 });
 
 function lateSpendDelayMs(text: string): number | undefined {
@@ -153,6 +159,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     lateSpendDelayMs: e.BUDGET_LATE_SPEND_DELAY,
     metricsPort: e.METRICS_PORT,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
   };
 }
 

@@ -8,7 +8,7 @@ import { createLogger, temporalLogger } from './logger.js';
 import { migrate } from './db/migrate.js';
 import { createPool } from './db/pool.js';
 import { createMetricsObserver } from './metrics.js';
-import { freePort } from './provision/ports.js';
+import { freePort } from './free-port.js';
 import { connectClient, connectWorker, type TemporalTarget } from './temporal/connection.js';
 import { BUDGET_WORKFLOW_TYPES_CLAUSE } from './temporal/budget-workflows.js';
 import { registerSearchAttributes } from './temporal/register-search-attributes.js';
@@ -74,7 +74,7 @@ async function installRuntime(
  */
 export async function runWorkerProcess(options: WorkerProcessOptions): Promise<void> {
   const { config, target } = options;
-  const logger = options.logger ?? createLogger(config.logLevel);
+  const logger = options.logger ?? createLogger(config.logLevel, config.logFormat);
   const taskQueue = options.taskQueue ?? config.taskQueue;
   const metricsUrl = await installRuntime(logger, config.logLevel, config.metricsPort);
 
@@ -147,7 +147,13 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
     process.once('SIGINT', shutdown);
     void options.stop?.then(shutdown);
     logger.info(
-      { taskQueue, namespace: target.namespace, address: target.address, healthPort: health?.port },
+      {
+        taskQueue,
+        namespace: target.namespace,
+        address: target.address,
+        auth: target.auth,
+        healthPort: health?.port,
+      },
       'worker started',
     );
     const running = worker.run();

@@ -363,16 +363,6 @@ program
     }
   });
 
-program
-  .command('start')
-  .description(
-    'run everything locally: Temporal dev server and UI, PostgreSQL with a demo, Redis, the worker',
-  )
-  .action(async () => {
-    const { runEmbedded } = await import('../dev/embedded.js');
-    await runEmbedded();
-  });
-
 async function main(): Promise<void> {
   await program.parseAsync(process.argv);
 }

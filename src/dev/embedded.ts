@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { loadConfig, redactUrl } from '../config.js';
 import { databaseUrl } from '../db/url.js';
@@ -17,9 +16,12 @@ import { searchAttributeFlags } from '../temporal/search-attributes.js';
 import { runWorkerProcess } from '../worker-process.js';
 import { DEMO, seedDemo } from './demo.js';
 
-/** Where embedded mode keeps its state: `BUDGET_LIFECYCLE_DATA_DIR`, default `.data/` in the checkout. */
+/**
+ * Where embedded mode keeps its state: `BUDGET_LIFECYCLE_DATA_DIR`, default `.data/` in the checkout (npm runs
+ * `npm start` in the package's root).
+ */
 function dataDir(): string {
-  return process.env.BUDGET_LIFECYCLE_DATA_DIR ?? fileURLToPath(new URL('../../.data/', import.meta.url));
+  return process.env.BUDGET_LIFECYCLE_DATA_DIR ?? path.resolve('.data');
 }
 
 /**
@@ -50,7 +52,8 @@ async function portOr(preferred: number): Promise<number> {
  */
 export async function runEmbedded(): Promise<void> {
   const env = { ...process.env };
-  const logger = createLogger(env.LOG_LEVEL ?? 'info');
+  const { logLevel, logFormat } = loadConfig(env);
+  const logger = createLogger(logLevel, logFormat);
   const dir = dataDir();
   await mkdir(dir, { recursive: true });
   const stops: Array<() => Promise<void>> = [];

@@ -1,13 +1,15 @@
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freePort } from '../../src/provision/ports.js';
-import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
+import { budgetctl, cliEnv, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag, insertTeam, spendOf } from '../helpers/litellm-rows.js';
 import { services, uniqueName } from '../helpers/services.js';
 
 const HOUR = 60 * 60 * 1000;
+const API_KEY = 'cli-test-api-key-not-for-logs';
 let db: TestDatabase;
 let worker: ChildProcess;
 let workerLog = '';
@@ -44,6 +46,9 @@ beforeAll(async () => {
   worker = spawnBudgetctl(['worker', '--sync-interval', '1h', '--concurrency', '4'], {
     ...env,
     LOG_LEVEL: 'info',
+    // The dev server ignores credentials; the worker sends the key (in plain text: TLS off) and must never log it.
+    TEMPORAL_API_KEY: API_KEY,
+    TEMPORAL_TLS: 'false',
   });
   worker.stdout?.on('data', (c: Buffer) => {
     workerLog += c.toString();
@@ -215,6 +220,48 @@ describe('budgetctl against a real worker process and the dev server', () => {
     expect(verbose.stderr).toMatch(/\n\s+at /);
   });
 
+  it('the worker on a terminal prints readable log lines instead of JSON', async () => {
+    // `script` gives the worker a pseudo-terminal as stdout, as a person's shell would.
+    const command = [process.execPath, '--import', 'tsx', 'src/cli/main.ts', 'worker', '--no-supervisor']
+      .map((arg) => `'${arg}'`)
+      .join(' ');
+    const child = spawn('script', ['-qfec', command, '/dev/null'], {
+      cwd: fileURLToPath(new URL('../../', import.meta.url)),
+      env: cliEnv({
+        ...env,
+        BUDGET_TASK_QUEUE: uniqueName('cli-tty'),
+        METRICS_PORT: '',
+        LOG_LEVEL: 'info',
+        TEMPORAL_API_KEY: API_KEY,
+        TEMPORAL_TLS: 'false',
+      }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group, so the worker under `script` is stopped with it.
+      detached: true,
+    });
+    let output = '';
+    child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      // eslint-disable-next-line no-control-regex
+      const plain = () => output.replace(/\x1b\[[0-9;]*m/g, '').replace(/\r/g, '');
+      await vi.waitFor(
+        () => expect(plain()).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO {2}worker started {2}taskQueue=/m),
+        {
+          timeout: LIMITS.workerStart,
+          interval: 200,
+        },
+      );
+      expect(output).toContain('\x1b[32mINFO'); // coloured on a terminal
+      expect(plain()).not.toMatch(/^\{"level"/m);
+      expect(plain()).not.toContain(API_KEY);
+    } finally {
+      process.kill(-child.pid!, 'SIGTERM');
+      await exited;
+    }
+  });
+
   it('the worker serves health and metrics, logs JSON, and stops gracefully on SIGTERM', async () => {
     const base = `http://127.0.0.1:${metricsPort}`;
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
@@ -247,7 +294,9 @@ describe('budgetctl against a real worker process and the dev server', () => {
         workflowId: `budget/budget/${tier}`,
       }),
     );
-    // The connection string (and its password) never reaches the logs.
+    // The connection string (and its password) and the Temporal API key never reach the logs.
     expect(workerLog).not.toContain(`:${new URL(db.url).password}@`);
+    expect(workerLog).not.toContain(API_KEY);
+    expect(entries).toContainEqual(expect.objectContaining({ msg: 'worker started', auth: 'api-key' }));
   });
 });

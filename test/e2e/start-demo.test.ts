@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { postgresDataDir } from '../../src/dev/embedded.js';
-import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
+import { budgetctl, spawnStart, stopProcess } from '../helpers/cli.js';
 
 // `npm start` with nothing configured: its own dev server, embedded PostgreSQL, Redis, worker and supervisor.
 // The demo tier's period is shortened to 3 s so the first reset comes quickly.
@@ -14,7 +14,7 @@ let output = '';
 
 function start(): ChildProcess {
   output = '';
-  const proc = spawnBudgetctl(['start'], {
+  const proc = spawnStart({
     BUDGET_LIFECYCLE_DATA_DIR: dataDir,
     BUDGET_DEMO_DURATION: '3s',
     LOG_LEVEL: 'warn',

@@ -28,7 +28,7 @@ export async function budgetctl(
   return { code, stdout, stderr };
 }
 
-/** Starts `budgetctl <args>` as a long-running process (a worker, `start`). */
+/** Starts `budgetctl <args>` as a long-running process (a worker). */
 export function spawnBudgetctl(
   args: readonly string[],
   env: Record<string, string | undefined>,
@@ -36,6 +36,15 @@ export function spawnBudgetctl(
   // Node itself with tsx as a loader (not the tsx launcher, which forks a second process): a signal, even SIGKILL,
   // reaches the CLI and leaves no orphan behind.
   return spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+    cwd: REPO,
+    env: cliEnv(env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+/** Starts what `npm start` runs (the development demo), as a real process. */
+export function spawnStart(env: Record<string, string | undefined>): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', 'src/dev/start.ts'], {
     cwd: REPO,
     env: cliEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],

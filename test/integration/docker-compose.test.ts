@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_WORKFLOW_ID_LENGTH } from '../../src/budget-ref.js';
 import { loadConfig } from '../../src/config.js';
 import { dockerComposeVersion, ensureDockerCompose } from '../../src/provision/docker-compose.js';
 import { run } from '../../src/provision/run.js';
@@ -32,6 +33,8 @@ interface ComposeService {
   depends_on?: Record<string, { condition?: string }>;
   healthcheck?: { test?: string[] | string; disable?: boolean };
   restart?: string;
+  profiles?: string[];
+  deploy?: { replicas?: number | string };
   ports?: Array<string | { published?: string | number; target?: number | string; host_ip?: string }>;
   volumes?: Array<string | { type?: string; source?: string; target?: string; read_only?: boolean }>;
 }
@@ -45,6 +48,7 @@ interface ComposeModel {
 const INTERPOLATED = [
   'POSTGRES_PASSWORD',
   'POSTGRES_PORT',
+  'TEMPORAL_POSTGRES_PASSWORD',
   'REDIS_PASSWORD',
   'LITELLM_MASTER_KEY',
   'BUDGET_TASK_QUEUE',
@@ -80,13 +84,16 @@ async function composePython(): Promise<string> {
   return match?.[1] ?? 'python3';
 }
 
-/** `docker-compose.yml` as Docker Compose resolves it, given these interpolated variables. */
+/**
+ * `docker-compose.yml` as Docker Compose resolves it, given these interpolated variables, with the `dev` profile's
+ * services too (Compose v2 leaves out services of profiles not enabled; v1 lists them all).
+ */
 async function composeConfig(vars: Record<string, string> = {}): Promise<ComposeModel> {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const name of INTERPOLATED) delete env[name];
   Object.assign(env, vars);
   const [command, ...prefix] = compose;
-  const args = [...prefix, '--env-file', emptyEnvFile, '-f', COMPOSE_FILE, 'config'];
+  const args = [...prefix, '--env-file', emptyEnvFile, '-f', COMPOSE_FILE, '--profile', 'dev', 'config'];
   if (composeMajor >= 2) {
     return JSON.parse(await run(command!, [...args, '--format', 'json'], { cwd: ROOT, env })) as ComposeModel;
   }
@@ -115,15 +122,38 @@ function healthcheckEnabled(svc: ComposeService): boolean {
   return !svc.healthcheck?.disable && test.length > 0 && test[0] !== 'NONE';
 }
 
-/** Container ports published on the host (`host_ip:published:target/proto` strings in v1, objects in v2). */
-function publishedPorts(svc: ComposeService): Array<{ published: number; target: number }> {
+/**
+ * Container ports published on the host (`host_ip:published:target/proto` strings or objects); `published` is a
+ * port (`'7233'`) or a range (`'9464-9465'`, one host port per replica).
+ */
+function publishedPorts(svc: ComposeService): Array<{ published: string; target: number }> {
   return (svc.ports ?? []).map((port) => {
     if (typeof port === 'string') {
       const parts = port.replace(/\/\w+$/, '').split(':');
-      return { published: Number(parts.at(-2)), target: Number(parts.at(-1)) };
+      return { published: String(parts.at(-2)), target: Number(parts.at(-1)) };
     }
-    return { published: Number(port.published), target: Number(port.target) };
+    return { published: String(port.published), target: Number(port.target) };
   });
+}
+
+/** The services `docker compose up` starts: those of no profile. */
+function defaultStack(model: ComposeModel): Record<string, ComposeService> {
+  return Object.fromEntries(Object.entries(model.services).filter(([, svc]) => !svc.profiles?.length));
+}
+
+/** The services `docker compose --profile dev up worker-dev` starts: worker-dev and what it depends on. */
+function closure(model: ComposeModel, name: string, seen = new Set<string>()): Set<string> {
+  if (seen.has(name)) return seen;
+  seen.add(name);
+  for (const dep of Object.keys(service(model, name).depends_on ?? {})) closure(model, dep, seen);
+  return seen;
+}
+
+/** `name:tag` with a fixed release tag (digits and dots first), not `latest` or a branch. */
+function pinnedTag(image: string | undefined): string {
+  const tag = /^[^:]+:(.+)$/.exec(image ?? '')?.[1] ?? '';
+  expect(tag, `${image} has a release tag`).toMatch(/^\d+(\.\d+)+(-[\w.-]+)?$/);
+  return tag;
 }
 
 /** Bind mounts as `{ source, target, readOnly }` (`src:dst:mode` strings in v1, objects in v2). */
@@ -179,52 +209,79 @@ function yamlSection(text: string, name: string): string {
 }
 
 describe('docker-compose.yml', () => {
-  it('is a valid Compose file with postgres, redis, temporal, litellm, setup and worker', async () => {
+  it('is a valid Compose file whose default stack runs a Temporal server, its UI, LiteLLM and the workers', async () => {
     const model = await composeConfig();
-    expect(Object.keys(model.services)).toEqual(
-      expect.arrayContaining(['postgres', 'redis', 'temporal', 'litellm', 'setup', 'worker']),
+    expect(Object.keys(defaultStack(model)).sort()).toEqual(
+      [
+        'litellm',
+        'postgres',
+        'redis',
+        'setup',
+        'temporal',
+        'temporal-namespace',
+        'temporal-postgres',
+        'temporal-schema',
+        'temporal-ui',
+        'worker',
+      ].sort(),
     );
   });
 
-  it('starts the worker only after setup completed and Temporal, Redis and PostgreSQL are healthy', async () => {
-    const worker = service(await composeConfig(), 'worker');
+  it('runs two worker replicas, after setup completed and Temporal, Redis and PostgreSQL are healthy', async () => {
+    const model = await composeConfig();
+    const worker = service(model, 'worker');
+    expect(Number(worker.deploy?.replicas)).toBe(2);
     expect(worker.depends_on?.setup?.condition).toBe('service_completed_successfully');
     expect(worker.depends_on?.temporal?.condition).toBe('service_healthy');
     expect(worker.depends_on?.redis?.condition).toBe('service_healthy');
     expect(worker.depends_on?.postgres?.condition).toBe('service_healthy');
     expect(argv(worker.command)).toEqual(['worker']);
+    // Two replicas cannot share one host port: a range with a port for each.
+    const health = publishedPorts(worker).find((p) => p.target === 9464);
+    const [first, last = first] = (health?.published ?? '').split('-').map(Number);
+    expect(last! - first! + 1).toBeGreaterThanOrEqual(2);
   });
 
-  it("runs setup once, after LiteLLM's own migrations: migrate, then search-attributes register", async () => {
-    const setup = service(await composeConfig(), 'setup');
-    expect(setup.depends_on?.litellm?.condition).toBe('service_healthy');
-    expect(setup.depends_on?.postgres?.condition).toBe('service_healthy');
-    expect(setup.depends_on?.temporal?.condition).toBe('service_healthy');
-    expect(setup.restart ?? 'no').toBe('no');
-    const script = [...argv(setup.entrypoint), ...argv(setup.command)].join(' ');
-    const migrate = script.indexOf('dist/src/cli/main.js migrate');
-    const register = script.indexOf('dist/src/cli/main.js search-attributes register');
-    expect(migrate).toBeGreaterThanOrEqual(0);
-    expect(register).toBeGreaterThan(migrate);
-    // `&&`, not `;`: a failed migration must fail setup, and so keep the worker from starting.
-    expect(script.slice(migrate, register)).toContain('&&');
+  it("runs setup once, after LiteLLM's own migrations and the namespace: migrate, then search-attributes register", async () => {
+    const model = await composeConfig();
+    for (const [name, temporal] of [
+      ['setup', 'temporal-namespace'],
+      ['setup-dev', 'temporal-dev'],
+    ] as const) {
+      const setup = service(model, name);
+      expect(setup.depends_on?.litellm?.condition, name).toBe('service_healthy');
+      expect(setup.depends_on?.postgres?.condition, name).toBe('service_healthy');
+      expect(setup.depends_on?.[temporal]?.condition, name).toBe(
+        temporal === 'temporal-namespace' ? 'service_completed_successfully' : 'service_healthy',
+      );
+      expect(setup.restart ?? 'no').toBe('no');
+      const script = [...argv(setup.entrypoint), ...argv(setup.command)].join(' ');
+      const migrate = script.indexOf('dist/src/cli/main.js migrate');
+      const register = script.indexOf('dist/src/cli/main.js search-attributes register');
+      expect(migrate).toBeGreaterThanOrEqual(0);
+      expect(register).toBeGreaterThan(migrate);
+      // `&&`, not `;`: a failed migration must fail setup, and so keep the worker from starting.
+      expect(script.slice(migrate, register)).toContain('&&');
+    }
   });
 
   it('gives every long-running service a healthcheck', async () => {
     const model = await composeConfig();
     const once = oneShots(model);
-    expect(once).toEqual(new Set(['setup']));
+    expect(once).toEqual(new Set(['setup', 'setup-dev', 'temporal-schema', 'temporal-namespace']));
     for (const [name, svc] of Object.entries(model.services)) {
       if (once.has(name)) continue;
       expect(healthcheckEnabled(svc), `${name} has a healthcheck`).toBe(true);
     }
-    const worker = service(model, 'worker');
-    expect(argv(worker.healthcheck?.test).join(' ')).toContain('/healthz');
+    for (const name of ['worker', 'worker-dev']) {
+      expect(argv(service(model, name).healthcheck?.test).join(' ')).toContain('/healthz');
+    }
   });
 
-  it('builds setup and worker from our Dockerfile, as one image', async () => {
+  it('builds setup and the workers from our Dockerfile, as one image', async () => {
     const model = await composeConfig();
-    for (const name of ['setup', 'worker']) {
+    const names = ['setup', 'worker', 'setup-dev', 'worker-dev'];
+    for (const name of names) {
       const svc = service(model, name);
       expect(svc.build?.context && path.resolve(ROOT, svc.build.context), `${name} build context`).toBe(
         path.resolve(ROOT),
@@ -232,7 +289,7 @@ describe('docker-compose.yml', () => {
       expect(svc.build?.dockerfile ?? 'Dockerfile').toBe('Dockerfile');
     }
     expect(service(model, 'setup').image).toBeDefined();
-    expect(service(model, 'setup').image).toBe(service(model, 'worker').image);
+    expect(new Set(names.map((name) => service(model, name).image)).size).toBe(1);
   });
 
   it("configures the worker through config.ts's variables: LiteLLM's database, Redis and Temporal", async () => {
@@ -247,45 +304,169 @@ describe('docker-compose.yml', () => {
     expect(env.TEMPORAL_ADDRESS).toBe('temporal:7233');
     expect(config.taskQueue).toBe('budget-lifecycle');
     expect(config.metricsPort).toBe(9464);
-    expect(publishedPorts(worker)).toContainEqual({ published: 9464, target: 9464 });
   });
 
   it('takes every password from the environment, defaulting to development values', async () => {
     const defaults = await composeConfig();
     expect(service(defaults, 'postgres').environment?.POSTGRES_PASSWORD).toBe('litellm');
+    expect(service(defaults, 'temporal-postgres').environment?.POSTGRES_PASSWORD).toBe('temporal');
 
     const model = await composeConfig({
       POSTGRES_PASSWORD: 'pg-from-env-1',
       REDIS_PASSWORD: 'redis-from-env-2',
       LITELLM_MASTER_KEY: 'sk-from-env-3',
+      TEMPORAL_POSTGRES_PASSWORD: 'temporal-pg-from-env-4',
     });
     const postgres = service(model, 'postgres');
     const redis = service(model, 'redis');
     const litellm = service(model, 'litellm');
-    const worker = service(model, 'worker');
-    const setup = service(model, 'setup');
     expect(postgres.environment?.POSTGRES_PASSWORD).toBe('pg-from-env-1');
-    for (const svc of [litellm, worker, setup]) {
-      expect(new URL(svc.environment?.DATABASE_URL ?? '').password).toBe('pg-from-env-1');
-      expect(svc.environment?.REDIS_PASSWORD).toBe('redis-from-env-2');
+    for (const name of ['litellm', 'worker', 'setup', 'worker-dev', 'setup-dev']) {
+      const svc = service(model, name);
+      expect(new URL(svc.environment?.DATABASE_URL ?? '').password, name).toBe('pg-from-env-1');
+      expect(svc.environment?.REDIS_PASSWORD, name).toBe('redis-from-env-2');
     }
     expect(argv(redis.command)).toContain('redis-from-env-2');
     expect(redis.environment?.REDISCLI_AUTH).toBe('redis-from-env-2');
     expect(litellm.environment?.LITELLM_MASTER_KEY).toBe('sk-from-env-3');
+    expect(service(model, 'temporal-postgres').environment?.POSTGRES_PASSWORD).toBe('temporal-pg-from-env-4');
+    for (const name of ['temporal', 'temporal-schema']) {
+      expect(service(model, name).environment?.POSTGRES_PWD, name).toBe('temporal-pg-from-env-4');
+    }
+    expect(service(model, 'temporal-schema').environment?.SQL_PASSWORD).toBe('temporal-pg-from-env-4');
+  });
+});
+
+describe('the Temporal server in docker-compose.yml', () => {
+  it('runs a pinned temporalio/server release on its own PostgreSQL, after the schema tool', async () => {
+    const model = await composeConfig();
+    const temporal = service(model, 'temporal');
+    expect(temporal.image).toMatch(/^temporalio\/server:/);
+    const version = pinnedTag(temporal.image);
+    const env = temporal.environment ?? {};
+    // The image's config template: `postgres12` is the PostgreSQL plugin; without ENABLE_ES visibility is SQL.
+    expect(env.DB).toBe('postgres12');
+    expect(env.ENABLE_ES ?? 'false').toBe('false');
+    expect(env.POSTGRES_SEEDS).toBe('temporal-postgres');
+    expect(env.POSTGRES_USER).toBe(service(model, 'temporal-postgres').environment?.POSTGRES_USER);
+    expect(env.POSTGRES_PWD).toBe(service(model, 'temporal-postgres').environment?.POSTGRES_PASSWORD);
+    // Listens beyond the container's loopback, so the workers, the UI and the host reach it.
+    expect(env.BIND_ON_IP).toBe('0.0.0.0');
+    expect(publishedPorts(temporal)).toContainEqual({ published: '7233', target: 7233 });
+    expect(temporal.depends_on?.['temporal-schema']?.condition).toBe('service_completed_successfully');
+    expect(argv(temporal.healthcheck?.test).join(' ')).toContain('operator cluster health');
+
+    // The admin tools that set up the schema and the namespace are of the same server release.
+    for (const name of ['temporal-schema', 'temporal-namespace']) {
+      const tools = service(model, name);
+      expect(tools.image).toMatch(/^temporalio\/admin-tools:/);
+      expect(pinnedTag(tools.image).split('-')[0], name).toBe(version);
+      expect(tools.restart ?? 'no').toBe('no');
+    }
   });
 
-  it('runs the Temporal dev server with the search attributes the budget workflows set', async () => {
+  it('sets up the persistence and the visibility schema, each created, initialised, then upgraded', async () => {
+    const model = await composeConfig();
+    const schema = service(model, 'temporal-schema');
+    expect(schema.depends_on?.['temporal-postgres']?.condition).toBe('service_healthy');
+    // Compose v1 prints `$$` as written; the container's shell sees `$`.
+    const script = argv(schema.entrypoint).join(' ').replaceAll('$$', '$');
+    expect(argv(schema.entrypoint).slice(0, 2)).toEqual(['sh', '-ec']);
+    // The database names the server image's config template defaults to (DBNAME, VISIBILITY_DBNAME).
+    const temporalEnv = service(model, 'temporal').environment ?? {};
+    const stores = [
+      { db: temporalEnv.DBNAME ?? 'temporal', dir: 'postgresql/v12/temporal/versioned' },
+      {
+        db: temporalEnv.VISIBILITY_DBNAME ?? 'temporal_visibility',
+        dir: 'postgresql/v12/visibility/versioned',
+      },
+    ];
+    expect(script).toContain(
+      'temporal-sql-tool --plugin $DB --ep $POSTGRES_SEEDS -p $DB_PORT -u $POSTGRES_USER',
+    );
+    for (const { db, dir } of stores) {
+      const steps = [
+        `--db ${db} create`,
+        `--db ${db} setup-schema -v 0.0`,
+        `--db ${db} update-schema -d /etc/temporal/schema/${dir}`,
+      ];
+      const at = steps.map((step) => script.indexOf(step));
+      expect(
+        at.every((i) => i >= 0),
+        `${db}: ${steps.join(', ')}`,
+      ).toBe(true);
+      expect([...at].sort((a, b) => a - b)).toEqual(at);
+    }
+  });
+
+  it('creates the namespace the workers use, then serves the UI on port 8233', async () => {
+    const model = await composeConfig();
+    const namespace = service(model, 'temporal-namespace');
+    expect(namespace.depends_on?.temporal?.condition).toBe('service_healthy');
+    expect(namespace.environment?.TEMPORAL_ADDRESS).toBe('temporal:7233');
+    const script = argv(namespace.entrypoint).join(' ');
+    const wanted = service(model, 'worker').environment?.TEMPORAL_NAMESPACE;
+    expect(script).toContain(`temporal operator namespace create -n ${wanted}`);
+
+    const ui = service(model, 'temporal-ui');
+    expect(ui.image).toMatch(/^temporalio\/ui:/);
+    pinnedTag(ui.image);
+    expect(ui.environment?.TEMPORAL_ADDRESS).toBe('temporal:7233');
+    expect(publishedPorts(ui)).toContainEqual({
+      published: '8233',
+      target: Number(ui.environment?.TEMPORAL_UI_PORT),
+    });
+  });
+
+  it('gives the server our dynamic config, which keeps workflow ids as long as budget ids need', async () => {
     const temporal = service(await composeConfig(), 'temporal');
+    const file = temporal.environment?.DYNAMIC_CONFIG_FILE_PATH ?? '';
+    const mount = mounts(temporal).find((m) => m.target === file);
+    expect(mount, `a mount at ${file}`).toBeDefined();
+    expect(path.resolve(ROOT, mount!.source)).toBe(path.join(ROOT, 'deploy/temporal-dynamic-config.yaml'));
+    expect(mount!.readOnly).toBe(true);
+    const text = await readFile(path.join(ROOT, 'deploy/temporal-dynamic-config.yaml'), 'utf8');
+    const maxId = /^limit\.maxIDLength:\n\s+- value: (\d+)$/m.exec(text)?.[1];
+    expect(Number(maxId)).toBeGreaterThanOrEqual(MAX_WORKFLOW_ID_LENGTH);
+  });
+});
+
+describe('the dev profile of docker-compose.yml', () => {
+  it('runs the Temporal dev server with the search attributes the budget workflows set', async () => {
+    const temporal = service(await composeConfig(), 'temporal-dev');
+    expect(temporal.profiles).toEqual(['dev']);
+    pinnedTag(temporal.image);
     const args = argv(temporal.command);
     expect(args.slice(0, 2)).toEqual(['server', 'start-dev']);
     expect(args[args.indexOf('--ip') + 1]).toBe('0.0.0.0');
     const flags = args.flatMap((arg, i) => (arg === '--search-attribute' ? [args[i + 1]] : []));
     expect(flags.sort()).toEqual(searchAttributeFlags().sort());
     const ports = publishedPorts(temporal);
-    expect(ports).toContainEqual({ published: 7233, target: 7233 });
-    expect(ports).toContainEqual({ published: 8233, target: 8233 });
+    expect(ports).toContainEqual({ published: '7233', target: 7233 });
+    expect(ports).toContainEqual({ published: '8233', target: 8233 });
     const dbFile = args[args.indexOf('--db-filename') + 1] ?? '';
     expect(mounts(temporal).some((m) => dbFile.startsWith(`${m.target}/`))).toBe(true);
+  });
+
+  it('starts worker-dev on the dev server without any part of the Temporal cluster', async () => {
+    const model = await composeConfig();
+    const started = closure(model, 'worker-dev');
+    expect([...started].sort()).toEqual(
+      ['litellm', 'postgres', 'redis', 'setup-dev', 'temporal-dev', 'worker-dev'].sort(),
+    );
+    for (const name of ['worker-dev', 'setup-dev']) {
+      const svc = service(model, name);
+      expect(svc.profiles, name).toEqual(['dev']);
+      expect(svc.environment?.TEMPORAL_ADDRESS, name).toBe('temporal-dev:7233');
+      // Otherwise the same configuration as the cluster's worker.
+      const { TEMPORAL_ADDRESS: _dev, ...rest } = svc.environment ?? {};
+      const { TEMPORAL_ADDRESS: _cluster, ...clusterRest } = service(model, 'worker').environment ?? {};
+      expect(rest, name).toEqual(clusterRest);
+    }
+    expect(argv(service(model, 'worker-dev').command)).toEqual(['worker']);
+    expect(service(model, 'worker-dev').depends_on?.['setup-dev']?.condition).toBe(
+      'service_completed_successfully',
+    );
   });
 });
 
@@ -355,6 +536,26 @@ describe('Dockerfile', () => {
         (i) => i.keyword === 'COPY' && i.args.includes(`--from=${buildStage}`) && /\bdist\b/.test(i.args),
       ),
     ).toBe(true);
+  });
+
+  it('prebuilds the workflow bundle in the build stage, so workers do not bundle at start-up', async () => {
+    const all = await read();
+    const pkg = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+    };
+    // `npm run build` ends with the bundle step, which writes where the built worker looks.
+    expect(pkg.scripts.build).toMatch(/&& tsx scripts\/build-workflow-bundle\.ts$/);
+    const script = await readFile(path.join(ROOT, 'scripts/build-workflow-bundle.ts'), 'utf8');
+    expect(script).toContain("new URL('../dist/workflow-bundle.js', import.meta.url)");
+    const worker = await readFile(path.join(ROOT, 'src/worker.ts'), 'utf8');
+    expect(worker).toContain("new URL('../workflow-bundle.js', import.meta.url)");
+    // The build stage has the script before it builds, and the runtime stage takes dist/ from it.
+    const build = all.findIndex((i) => i.keyword === 'RUN' && /\bnpm run build\b/.test(i.args));
+    const copied = all.findIndex(
+      (i) => i.keyword === 'COPY' && i.args.includes('scripts/build-workflow-bundle.ts'),
+    );
+    expect(copied).toBeGreaterThanOrEqual(0);
+    expect(copied).toBeLessThan(build);
   });
 
   it('installs production dependencies without dropping the optional native packages', async () => {

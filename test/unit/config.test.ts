@@ -14,6 +14,7 @@ describe('loadConfig', () => {
       lateSpendDelayMs: 30_000,
       metricsPort: undefined,
       logLevel: 'info',
+      logFormat: undefined,
     });
   });
 
@@ -33,6 +34,7 @@ describe('loadConfig', () => {
         BUDGET_LATE_SPEND_DELAY: '2m',
         METRICS_PORT: '9464',
         LOG_LEVEL: 'debug',
+        LOG_FORMAT: 'pretty',
       }),
     ).toEqual({
       databaseUrl: 'postgresql://u:p@db:5432/litellm',
@@ -45,7 +47,9 @@ describe('loadConfig', () => {
       lateSpendDelayMs: 120_000,
       metricsPort: 9464,
       logLevel: 'debug',
+      logFormat: 'pretty',
     });
+    expect(loadConfig({ LOG_FORMAT: 'json' }).logFormat).toBe('json');
     expect(loadConfig({ REDIS_URL: 'rediss://cache:6379/0' }).redis).toEqual({
       url: 'rediss://cache:6379/0',
     });
@@ -84,6 +88,7 @@ describe('loadConfig', () => {
     [{ REDIS_HOST: 'x', REDIS_PORT: '0' }, /REDIS_PORT must be between 1 and 65535/],
     [{ BUDGET_ROLLOVER: 'yes' }, /BUDGET_ROLLOVER must be true or false/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL must be one of/],
+    [{ LOG_FORMAT: 'text' }, /LOG_FORMAT must be json or pretty/],
     [{ BUDGET_RESET_TIMEZONE: 'Mars/Olympus' }, /BUDGET_RESET_TIMEZONE.*Mars\/Olympus/],
     [{ BUDGET_RESET_TIME: '25:00' }, /BUDGET_RESET_TIME.*HH:MM or HH:MM:SS/],
     [{ BUDGET_RESET_TIME: '09:05:60' }, /BUDGET_RESET_TIME.*HH:MM or HH:MM:SS/],
