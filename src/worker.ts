@@ -40,8 +40,8 @@ export async function bundleBudgetWorkflows(logger?: Logger): Promise<WorkflowBu
 
 /**
  * Where `npm run build` writes the workflow bundle: `dist/workflow-bundle.js`, beside `dist/src/` (Temporal's
- * `production` sample does the same), so the image's workers start without bundling (webpack and swc at start-up
- * cost seconds of CPU and some 100 MB of memory per worker).
+ * `production` sample does the same), so the image's workers start without bundling: webpack and swc take
+ * seconds of CPU and a few hundred MB at their peak in every worker that bundles at start-up.
  */
 export const PREBUILT_BUNDLE_PATH = fileURLToPath(new URL('../workflow-bundle.js', import.meta.url));
 
