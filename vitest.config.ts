@@ -1,8 +1,10 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The real LiteLLM proxy suite runs on its own: `npm run test:proxy` (vitest.proxy.config.ts).
+    exclude: [...configDefaults.exclude, 'test/proxy/**'],
     globalSetup: ['test/global-setup.ts'],
     reporters: ['default', './test/summary-reporter.ts'],
     pool: 'forks',
