@@ -77,7 +77,7 @@ interface Subject {
 function resetAt(sql: string, id: string): () => Promise<number> {
   return async () => {
     const { rows } = await db.pool.query<{ at: Date | null }>(
-      `SELECT budget_reset_at AT TIME ZONE 'UTC' AS at FROM ${sql} = $1`,
+      `SELECT budget_reset_at AT TIME ZONE 'UTC' AS at FROM ${sql}`,
       [id],
     );
     const at = rows[0]?.at;
@@ -146,7 +146,7 @@ async function tagSubject(name: string): Promise<Subject> {
   return {
     name: `tag ${name}`,
     send: completion(await plainKey(), { metadata: { tags: [name] } }),
-    nextReset: resetAt(`"LiteLLM_BudgetTable" WHERE budget_id`, budgetId),
+    nextReset: resetAt(`"LiteLLM_BudgetTable" WHERE budget_id = $1`, budgetId),
   };
 }
 
@@ -260,18 +260,18 @@ describe('the real LiteLLM proxy with our worker', () => {
       {
         name: `key ${keyAlias}`,
         send: completion(key),
-        nextReset: resetAt(`"LiteLLM_VerificationToken" WHERE key_alias`, keyAlias),
+        nextReset: resetAt(`"LiteLLM_VerificationToken" WHERE key_alias = $1`, keyAlias),
       },
       {
         name: `team ${team.team_id}`,
         send: completion(teamKey),
-        nextReset: resetAt(`"LiteLLM_TeamTable" WHERE team_id`, team.team_id),
+        nextReset: resetAt(`"LiteLLM_TeamTable" WHERE team_id = $1`, team.team_id),
       },
       {
         name: `end user ${endUser}`,
         send: completion(await plainKey(), { user: endUser }),
         nextReset: resetAt(
-          `"LiteLLM_BudgetTable" WHERE budget_id = (SELECT budget_id FROM "LiteLLM_EndUserTable" WHERE user_id`,
+          `"LiteLLM_BudgetTable" WHERE budget_id = (SELECT budget_id FROM "LiteLLM_EndUserTable" WHERE user_id = $1)`,
           endUser,
         ),
       },
