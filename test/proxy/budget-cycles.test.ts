@@ -212,13 +212,14 @@ async function runCycles(subject: Subject): Promise<Cycle[]> {
     expect(boundary, `${subject.name}: its reset time moved while it was used up`).toBe(next);
     let served: number | undefined;
     while (served === undefined) {
-      const sentAt = Date.now();
       const status = await subject.send();
       if (status === 200) {
         served = Date.now();
-        if (sentAt < boundary) {
+        // A success answered before the boundary is a budget let through early. A request sent a moment before it
+        // may be answered after the reset, and rightly served.
+        if (served < boundary) {
           throw new Error(
-            `${subject.name} was served ${boundary - sentAt} ms before the boundary ` +
+            `${subject.name} was served ${boundary - served} ms before the boundary ` +
               `${new Date(boundary).toISOString()}\n${await audit()}`,
           );
         }
