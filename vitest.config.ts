@@ -1,10 +1,11 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    // `npm run test:cluster` runs these against Temporal's own server (vitest.cluster.config.ts).
-    exclude: ['test/cluster/**', 'node_modules/**'],
+    // Run on their own: `npm run test:cluster` against Temporal's own server (vitest.cluster.config.ts), and
+    // `npm run test:proxy` against the real LiteLLM proxy (vitest.proxy.config.ts).
+    exclude: [...configDefaults.exclude, 'test/cluster/**', 'test/proxy/**'],
     globalSetup: ['test/global-setup.ts'],
     reporters: ['default', './test/summary-reporter.ts'],
     pool: 'forks',
