@@ -19,7 +19,7 @@ async function historyCounts(ref: BudgetRef): Promise<{ failedTasks: number; eve
   };
 }
 
-describe('hostile budget_duration text in a live row (time skipping)', () => {
+describe('hostile rows through the budget workflow (time skipping)', () => {
   it('reads SQL-looking, empty and 10 kB durations as LiteLLM does, and an unusable 10 kB one as invalid, without crash-looping', async () => {
     const { worker, taskQueue } = await t.worker();
     await worker.runUntil(async () => {
@@ -81,6 +81,22 @@ describe('hostile budget_duration text in a live row (time skipping)', () => {
       });
       expect((await t.waitForStatus(healthy, (s) => s.cycle === 2)).state).toBe('active');
       expect(await spendOf(t.db.pool, 'LiteLLM_TagTable', { tag_name: 'dur-healthy-tag' })).toBe(0);
+    });
+  });
+
+  it('resets a tier with no linked rows on schedule, auditing zero entities', async () => {
+    const { worker, taskQueue } = await t.worker();
+    await worker.runUntil(async () => {
+      const boundary = nextUtcMidnight(await t.now());
+      await insertBudget(t.db.pool, { id: 'empty-tier', duration: '1d', resetAt: boundary.toISOString() });
+      const ref: BudgetRef = { kind: 'budget', id: 'empty-tier' };
+      await t.start(ref, taskQueue);
+      await t.waitForStatus(ref, (s) => s.nextResetAt === boundary.toISOString());
+      await t.sleepUntil(new Date(boundary.getTime() + DAY + 60_000));
+      const s = await t.waitForStatus(ref, (st) => st.cycle === 2);
+      expect(s).toMatchObject({ state: 'active', lastError: null });
+      expect(s.lastReset).toMatchObject({ entityCount: 0, spendTotal: 0 });
+      expect((await t.resetLog(ref)).map((r) => r.entity_count)).toEqual([0, 0]);
     });
   });
 });
