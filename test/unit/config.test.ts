@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, redactUrl } from '../../src/config.js';
 
@@ -52,6 +54,7 @@ describe('loadConfig', () => {
     expect(loadConfig({ LOG_FORMAT: 'json' }).logFormat).toBe('json');
     expect(loadConfig({ REDIS_URL: 'rediss://cache:6379/0' }).redis).toEqual({
       url: 'rediss://cache:6379/0',
+      tls: {},
     });
     expect(loadConfig({ REDIS_HOST: 'cache' }).redis).toEqual({
       host: 'cache',
@@ -59,6 +62,34 @@ describe('loadConfig', () => {
       password: undefined,
     });
     expect(loadConfig({ BUDGET_ROLLOVER: '0', METRICS_PORT: '' }).rollover).toBe(false);
+  });
+
+  it('reads TLS to Redis: rediss:// or REDIS_SSL, with the CA file read at start-up', () => {
+    const caFile = fileURLToPath(new URL('../../package.json', import.meta.url));
+    const ca = readFileSync(caFile, 'utf8');
+    expect(loadConfig({ REDIS_URL: 'rediss://cache:6379', REDIS_TLS_CA_FILE: caFile }).redis).toEqual({
+      url: 'rediss://cache:6379',
+      tls: { ca },
+    });
+    expect(loadConfig({ REDIS_HOST: 'cache', REDIS_SSL: 'True' }).redis).toEqual({
+      host: 'cache',
+      port: 6379,
+      password: undefined,
+      tls: {},
+    });
+    expect(loadConfig({ REDIS_HOST: 'cache', REDIS_SSL: 'false' }).redis).toEqual({
+      host: 'cache',
+      port: 6379,
+      password: undefined,
+    });
+    expect(() =>
+      loadConfig({ REDIS_URL: 'rediss://u:hunter2@cache', REDIS_TLS_CA_FILE: '/nonexistent/ca.pem' }),
+    ).toThrow(
+      "Invalid configuration: REDIS_TLS_CA_FILE: cannot read /nonexistent/ca.pem (ENOENT): point it at the PEM file of the CA that signed Redis's certificate",
+    );
+    expect(() => loadConfig({ REDIS_URL: 'redis://cache', REDIS_TLS_CA_FILE: caFile })).toThrow(
+      'REDIS_TLS_CA_FILE is set but Redis is not reached over TLS',
+    );
   });
 
   it('turns the late-spend check off, or says what a delay looks like', () => {
@@ -87,6 +118,7 @@ describe('loadConfig', () => {
     [{ METRICS_PORT: '70000' }, /METRICS_PORT must be between 1 and 65535/],
     [{ REDIS_HOST: 'x', REDIS_PORT: '0' }, /REDIS_PORT must be between 1 and 65535/],
     [{ BUDGET_ROLLOVER: 'yes' }, /BUDGET_ROLLOVER must be true or false/],
+    [{ REDIS_HOST: 'x', REDIS_SSL: 'yes' }, /REDIS_SSL must be true or false/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL must be one of/],
     [{ LOG_FORMAT: 'text' }, /LOG_FORMAT must be json or pretty/],
     [{ BUDGET_RESET_TIMEZONE: 'Mars/Olympus' }, /BUDGET_RESET_TIMEZONE.*Mars\/Olympus/],

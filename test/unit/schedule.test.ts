@@ -158,6 +158,17 @@ describe('parseDuration', () => {
     );
   });
 
+  it('quotes at most 60 characters of a 10 kB value in its errors and notes', () => {
+    const note = parseDuration(`1${'x'.repeat(10_240)}`).note ?? '';
+    expect(note).toMatch(/^LiteLLM knows no unit "x{60}…" \(10240 characters\)/);
+    expect(parseDuration(`${'0'.repeat(10_240)}1d x`).note).toBe(
+      `LiteLLM reads only "${'0'.repeat(60)}…" (10242 characters)`,
+    );
+    expect(() => parseDuration(`${'9'.repeat(10_240)}d`)).toThrow(
+      /^Invalid budget_duration "9{60}…" \(10241 characters\): /,
+    );
+  });
+
   it('rejects a non-string read from the database', () => {
     expect(() => parseDuration(null as unknown as string)).toThrow(InvalidDurationError);
     expect(() => parseDuration(7 as unknown as string)).toThrow(/"7": not text/);
