@@ -34,7 +34,6 @@ export default tseslint.config(
   {
     // What ships is what runs in production: the runtime never imports development provisioning or demos.
     files: ['src/**/*.ts', 'activities/**/*.ts', 'workflows/**/*.ts'],
-    ignores: ['src/dev/**', 'src/provision/**'],
     rules: {
       'no-restricted-imports': [
         'error',

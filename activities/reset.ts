@@ -71,7 +71,9 @@ export function createResetActivities(deps: ActivityDeps) {
     const committed =
       result.outcome !== 'already_reset' ? result : ((await findCommittedReset(deps.db, decided)) ?? result);
     const checkIn = deps.config.lateSpendDelayMs;
-    return committed.outcome === 'reset' && checkIn ? { ...committed, lateSpendCheckInMs: checkIn } : committed;
+    return committed.outcome === 'reset' && checkIn
+      ? { ...committed, lateSpendCheckInMs: checkIn }
+      : committed;
   };
 
   /** Turns a workflow's request into a decided period with the schedule module (outside workflow code). */

@@ -25,8 +25,8 @@ import { cleanupAll, installSignalHandlers, isInterrupted } from './lib/lifecycl
 import { compare, gitInfo, loadBaseline, machineInfo, table } from './lib/report.js';
 import { startServices, type Services } from './lib/services.js';
 import { startTemporal, type TemporalBench } from './lib/temporal.js';
-import { TEST_SERVER_VERSION } from '../src/provision/test-server.js';
-import { LITELLM_PROXY_EXTRAS_VERSION } from '../src/provision/litellm-schema.js';
+import { TEST_SERVER_VERSION } from '../dev/provision/test-server.js';
+import { LITELLM_PROXY_EXTRAS_VERSION } from '../dev/provision/litellm-schema.js';
 
 const BENCHMARKS = ['reset', 'invalidation', 'cycles', 'fanout', 'flush', 'herd'] as const;
 type BenchName = (typeof BENCHMARKS)[number];

@@ -17,7 +17,7 @@ import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { run } from '../src/provision/run.js';
+import { run } from '../dev/provision/run.js';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 

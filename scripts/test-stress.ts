@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
-import { installDebianPackage, which } from '../src/provision/run.js';
+import { installDebianPackage, which } from '../dev/provision/run.js';
 
 const STRESS_NG_DIRS = ['/usr/bin', '/usr/local/bin'];
 

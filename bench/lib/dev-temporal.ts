@@ -1,6 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
-import { startDevServer } from '../../src/provision/dev-server.js';
-import { TEMPORAL_CLI_VERSION } from '../../src/provision/temporal-cli.js';
+import { startDevServer } from '../../dev/provision/dev-server.js';
+import { TEMPORAL_CLI_VERSION } from '../../dev/provision/temporal-cli.js';
 import { BUDGET_WORKFLOW_TYPE } from '../../src/temporal/budget-workflows.js';
 import { searchAttributeFlags } from '../../src/temporal/search-attributes.js';
 import { onCleanup, withTimeout } from './lifecycle.js';

@@ -5,10 +5,10 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { databaseUrl } from '../../src/db/url.js';
-import { createLiteLLMDatabase } from '../../src/provision/litellm-database.js';
-import { startEmbeddedPostgres, type RunningPostgres } from '../../src/provision/postgres.js';
-import { startRedis } from '../../src/provision/redis.js';
-import { ensureTestServer } from '../../src/provision/test-server.js';
+import { createLiteLLMDatabase } from '../../dev/provision/litellm-database.js';
+import { startEmbeddedPostgres, type RunningPostgres } from '../../dev/provision/postgres.js';
+import { startRedis } from '../../dev/provision/redis.js';
+import { ensureTestServer } from '../../dev/provision/test-server.js';
 import { onCleanup, withTimeout } from './lifecycle.js';
 
 export const BENCH_DATABASE = 'budget_bench';

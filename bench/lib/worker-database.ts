@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { createLiteLLMDatabase } from '../../src/provision/litellm-database.js';
+import { createLiteLLMDatabase } from '../../dev/provision/litellm-database.js';
 import { onCleanup } from './lifecycle.js';
 import type { Services } from './services.js';
 

@@ -2,11 +2,11 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { createLiteLLMDatabase } from '../../src/provision/litellm-database.js';
-import { startEmbeddedPostgres } from '../../src/provision/postgres.js';
-import { startRedis } from '../../src/provision/redis.js';
-import { startTemporalCluster } from '../../src/provision/temporal-cluster.js';
-import { ensureTemporalServer } from '../../src/provision/temporal-server.js';
+import { createLiteLLMDatabase } from '../../dev/provision/litellm-database.js';
+import { startEmbeddedPostgres } from '../../dev/provision/postgres.js';
+import { startRedis } from '../../dev/provision/redis.js';
+import { startTemporalCluster } from '../../dev/provision/temporal-cluster.js';
+import { ensureTemporalServer } from '../../dev/provision/temporal-server.js';
 import { TEMPLATE_DATABASE } from '../helpers/database.js';
 import type { TestServices } from '../helpers/services.js';
 

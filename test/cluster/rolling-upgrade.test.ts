@@ -5,7 +5,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { freePort } from '../../src/provision/ports.js';
+import { freePort } from '../../dev/provision/ports.js';
 import { DEFAULT_SCHEDULE } from '../../src/schedule.js';
 import { registerSearchAttributes } from '../../src/temporal/register-search-attributes.js';
 import { BudgetIdKey, BudgetKindKey, BudgetStateKey } from '../../src/temporal/search-attributes.js';

@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { freePort } from '../../src/provision/ports.js';
+import { freePort } from '../../dev/provision/ports.js';
 import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';

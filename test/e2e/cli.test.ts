@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { freePort } from '../../src/provision/ports.js';
+import { freePort } from '../../dev/provision/ports.js';
 import { budgetctl, cliEnv, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { postgresDataDir } from '../../src/dev/embedded.js';
+import { postgresDataDir } from '../../dev/embedded.js';
 import { budgetctl, spawnStart, stopProcess } from '../helpers/cli.js';
 
 // `npm start` with nothing configured: its own dev server, embedded PostgreSQL, Redis, worker and supervisor.

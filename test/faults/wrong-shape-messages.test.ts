@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { budgetWorkflowId } from '../../src/budget-ref.js';
-import { ensureTemporalCli } from '../../src/provision/temporal-cli.js';
+import { ensureTemporalCli } from '../../dev/provision/temporal-cli.js';
 import { statusQuery, type BudgetStatus } from '../../src/temporal/messages.js';
 import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';

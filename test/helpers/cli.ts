@@ -44,7 +44,7 @@ export function spawnBudgetctl(
 
 /** Starts what `npm start` runs (the development demo), as a real process. */
 export function spawnStart(env: Record<string, string | undefined>): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', 'src/dev/start.ts'], {
+  return spawn(process.execPath, ['--import', 'tsx', 'dev/start.ts'], {
     cwd: REPO,
     env: cliEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],

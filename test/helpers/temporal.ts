@@ -12,7 +12,7 @@ import {
 } from '@temporalio/worker';
 import { fileURLToPath } from 'node:url';
 import type { Duration } from '@temporalio/common';
-import { startTestServer, type RunningTestServer } from '../../src/provision/test-server.js';
+import { startTestServer, type RunningTestServer } from '../../dev/provision/test-server.js';
 import { PAYLOAD_CONVERTER_PATH } from '../../src/worker.js';
 import { LIMITS } from './limits.js';
 import { services } from './services.js';

@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { vi } from 'vitest';
-import { freePort } from '../../src/provision/ports.js';
+import { freePort } from '../../dev/provision/ports.js';
 import { spawnBudgetctl, stopProcess } from './cli.js';
 import { LIMITS } from './limits.js';
 

@@ -5,8 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_WORKFLOW_ID_LENGTH } from '../../src/budget-ref.js';
 import { loadConfig } from '../../src/config.js';
-import { dockerComposeVersion, ensureDockerCompose } from '../../src/provision/docker-compose.js';
-import { run } from '../../src/provision/run.js';
+import { dockerComposeVersion, ensureDockerCompose } from '../../dev/provision/docker-compose.js';
+import { run } from '../../dev/provision/run.js';
 import { searchAttributeFlags } from '../../src/temporal/search-attributes.js';
 
 /**

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort } from '../../src/provision/ports.js';
-import { ensureLiteLLMProxy } from '../../src/provision/litellm-proxy.js';
+import { freePort } from '../../dev/provision/ports.js';
+import { ensureLiteLLMProxy } from '../../dev/provision/litellm-proxy.js';
 
 const ENGINE = fileURLToPath(new URL('./prisma-wasm-engine.mjs', import.meta.url));
 

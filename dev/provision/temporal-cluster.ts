@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { status } from '@grpc/grpc-js';
 import { Connection } from '@temporalio/client';
 import { msToTs } from '@temporalio/common/lib/time.js';
-import { registerSearchAttributes } from '../temporal/register-search-attributes.js';
+import { registerSearchAttributes } from '../../src/temporal/register-search-attributes.js';
 import { freePort, freePortBetween, waitForPort } from './ports.js';
 import { run } from './run.js';
 import { ensureTemporalServer, type TemporalServerBinaries } from './temporal-server.js';

@@ -1,6 +1,6 @@
 import pg from 'pg';
-import { migrate } from '../db/migrate.js';
-import { databaseUrl } from '../db/url.js';
+import { migrate } from '../../src/db/migrate.js';
+import { databaseUrl } from '../../src/db/url.js';
 import { applyLiteLLMSchema } from './litellm-schema.js';
 
 /**

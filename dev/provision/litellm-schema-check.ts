@@ -1,13 +1,13 @@
 /**
  * Smoke check of the pinned LiteLLM schema: applies every migration to an EMPTY database and lists its tables.
- * Usage: npx tsx src/provision/litellm-schema-check.ts <DATABASE_URL>
+ * Usage: npx tsx dev/provision/litellm-schema-check.ts <DATABASE_URL>
  */
 import pg from 'pg';
 import { applyLiteLLMSchema, litellmMigrationFiles, LITELLM_PROXY_EXTRAS_VERSION } from './litellm-schema.js';
 
 const url = process.argv[2];
 if (!url) {
-  console.error('usage: tsx src/provision/litellm-schema-check.ts <DATABASE_URL of an empty database>');
+  console.error('usage: tsx dev/provision/litellm-schema-check.ts <DATABASE_URL of an empty database>');
   process.exit(2);
 }
 

@@ -2,7 +2,7 @@ import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Provisioning's port helpers in one place (freePort lives in the runtime: the worker needs it too). */
-export { freePort } from '../free-port.js';
+export { freePort } from '../../src/free-port.js';
 
 /** Resolves once something accepts TCP connections on host:port; rejects after `timeoutMs`. */
 export async function waitForPort(port: number, timeoutMs: number, host = '127.0.0.1'): Promise<void> {
