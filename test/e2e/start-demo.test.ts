@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { postgresDataDir } from '../../dev/embedded.js';
+import { freePort } from '../../src/free-port.js';
 import { budgetctl, spawnStart, stopProcess } from '../helpers/cli.js';
 
 // `npm start` with nothing configured: its own dev server, embedded PostgreSQL, Redis, worker and supervisor.
@@ -12,12 +13,16 @@ let dataDir = '';
 let child: ChildProcess | undefined;
 let output = '';
 
+let metricsPort = '';
+
 function start(): ChildProcess {
   output = '';
   const proc = spawnStart({
     BUDGET_LIFECYCLE_DATA_DIR: dataDir,
     BUDGET_DEMO_DURATION: '3s',
     LOG_LEVEL: 'warn',
+    // Not the demo's 9464: another suite's demo may be starting on this machine at the same moment.
+    METRICS_PORT: metricsPort,
   });
   proc.stdout?.on('data', (c: Buffer) => (output += c.toString()));
   proc.stderr?.on('data', (c: Buffer) => (output += c.toString()));
@@ -52,6 +57,7 @@ afterAll(async () => {
 describe('npm start (embedded mode)', () => {
   it('boots everything, resets the demo tag within its first period, and keeps state across a restart', async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'budget-demo-'));
+    metricsPort = String(await freePort());
     await chmod(dataDir, 0o755);
     child = start();
     await vi.waitFor(() => expect(output).toMatch(/budget-lifecycle is running/), {
