@@ -14,7 +14,7 @@ import { budgetctl, cliEnv, spawnBudgetctl, stopProcess } from '../helpers/cli.j
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag } from '../helpers/litellm-rows.js';
-import { services, uniqueName } from '../helpers/services.js';
+import { services, uniqueName, workerEnv } from '../helpers/services.js';
 import { installTestRuntime } from '../helpers/temporal.js';
 import { waitUntilReady } from './workers.js';
 
@@ -84,13 +84,7 @@ beforeAll(async () => {
   installTestRuntime();
   [db, releaseBundle] = await Promise.all([createTestDatabase(), readFile(RELEASE_0_1_BUNDLE, 'utf8')]);
   redis = new Redis(services().redisUrl);
-  env = {
-    DATABASE_URL: db.url,
-    REDIS_URL: services().redisUrl,
-    LITELLM_REDIS_NAMESPACE: taskQueue,
-    TEMPORAL_ADDRESS: services().temporalAddress,
-    BUDGET_TASK_QUEUE: taskQueue,
-  };
+  env = workerEnv(db.url, taskQueue);
   connection = await Connection.connect({ address: services().temporalAddress });
   nativeConnection = await NativeConnection.connect({ address: services().temporalAddress });
   // What every worker process does at start-up; 0.1's runs are started with these attributes.

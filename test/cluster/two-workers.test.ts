@@ -5,7 +5,7 @@ import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertKey, insertTag } from '../helpers/litellm-rows.js';
-import { services, uniqueName } from '../helpers/services.js';
+import { uniqueName, workerEnv } from '../helpers/services.js';
 import { waitUntilReady } from './workers.js';
 
 // Two `budgetctl worker` processes on one task queue against Temporal's own server, as a deployment scales out.
@@ -29,13 +29,7 @@ const listed = async (...args: string[]): Promise<Array<Record<string, unknown>>
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  env = {
-    DATABASE_URL: db.url,
-    REDIS_URL: services().redisUrl,
-    LITELLM_REDIS_NAMESPACE: taskQueue,
-    TEMPORAL_ADDRESS: services().temporalAddress,
-    BUDGET_TASK_QUEUE: taskQueue,
-  };
+  env = workerEnv(db.url, taskQueue);
   const ports = [await freePort(), await freePort()];
   for (const port of ports) workers.push(spawnBudgetctl(['worker'], { ...env, METRICS_PORT: String(port) }));
   await Promise.all(ports.map((port, i) => waitUntilReady(port, workers[i]!)));

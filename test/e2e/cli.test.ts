@@ -6,7 +6,7 @@ import { budgetctl, cliEnv, spawnBudgetctl, stopProcess } from '../helpers/cli.j
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag, insertTeam, spendOf } from '../helpers/litellm-rows.js';
-import { services, uniqueName } from '../helpers/services.js';
+import { uniqueName, workerEnv } from '../helpers/services.js';
 
 const HOUR = 60 * 60 * 1000;
 const API_KEY = 'cli-test-api-key-not-for-logs';
@@ -31,14 +31,7 @@ const json = async (...args: string[]) => {
 beforeAll(async () => {
   db = await createTestDatabase();
   metricsPort = await freePort();
-  env = {
-    DATABASE_URL: db.url,
-    REDIS_URL: services().redisUrl,
-    LITELLM_REDIS_NAMESPACE: taskQueue,
-    TEMPORAL_ADDRESS: services().temporalAddress,
-    BUDGET_TASK_QUEUE: taskQueue,
-    METRICS_PORT: String(metricsPort),
-  };
+  env = { ...workerEnv(db.url, taskQueue), METRICS_PORT: String(metricsPort) };
   const nextHour = new Date(Math.floor(Date.now() / HOUR) * HOUR + HOUR).toISOString();
   await insertBudget(db.pool, { id: tier, maxBudget: 1, duration: '1h', resetAt: nextHour });
   await insertTag(db.pool, { name: `${tier}-tag`, spend: 0.75, budgetId: tier });

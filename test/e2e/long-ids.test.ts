@@ -4,7 +4,7 @@ import { budgetWorkflowId, MAX_WORKFLOW_ID_LENGTH } from '../../src/budget-ref.j
 import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { insertBudget, insertTag, spendOf } from '../helpers/litellm-rows.js';
-import { services, uniqueName } from '../helpers/services.js';
+import { uniqueName, workerEnv } from '../helpers/services.js';
 
 // Budget ids longer than a workflow id can be (LiteLLM accepts them) get a hashed workflow id instead of stopping
 // discovery; ids that fit keep their readable one. Real worker process, dev server, PostgreSQL.
@@ -23,13 +23,7 @@ const run = (...args: string[]) => budgetctl(args, env);
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  env = {
-    DATABASE_URL: db.url,
-    REDIS_URL: services().redisUrl,
-    LITELLM_REDIS_NAMESPACE: taskQueue,
-    TEMPORAL_ADDRESS: services().temporalAddress,
-    BUDGET_TASK_QUEUE: taskQueue,
-  };
+  env = workerEnv(db.url, taskQueue);
   const nextHour = new Date(Math.ceil(Date.now() / 3_600_000) * 3_600_000 + 3_600_000).toISOString();
   for (const id of [longTier, edgeTier, ordinary]) {
     await insertBudget(db.pool, { id, duration: '1h', resetAt: nextHour });

@@ -8,7 +8,7 @@ import { statusQuery, type BudgetStatus } from '../../src/temporal/messages.js';
 import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { insertBudget, insertTag } from '../helpers/litellm-rows.js';
-import { services, uniqueName } from '../helpers/services.js';
+import { services, uniqueName, workerEnv } from '../helpers/services.js';
 
 // A signal whose payload the data converter cannot decode (sent with the Temporal CLI, as a person could from a
 // shell) must be rejected by the budget it was sent to, and must never touch any other budget: in SDK 1.24 a
@@ -54,13 +54,7 @@ beforeAll(async () => {
   temporalCli = await ensureTemporalCli();
   connection = await Connection.connect({ address: services().temporalAddress });
   client = new Client({ connection });
-  env = {
-    DATABASE_URL: db.url,
-    REDIS_URL: services().redisUrl,
-    LITELLM_REDIS_NAMESPACE: taskQueue,
-    TEMPORAL_ADDRESS: services().temporalAddress,
-    BUDGET_TASK_QUEUE: taskQueue,
-  };
+  env = workerEnv(db.url, taskQueue);
 });
 
 afterAll(async () => {

@@ -9,7 +9,7 @@ import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag } from '../helpers/litellm-rows.js';
-import { services, uniqueName } from '../helpers/services.js';
+import { services, uniqueName, workerEnv } from '../helpers/services.js';
 
 // Signals and updates of the wrong shape, sent straight through the Temporal CLI (as anyone with access to the
 // namespace could, bypassing budgetctl's checks): updates are rejected with the reason before they are accepted,
@@ -29,13 +29,7 @@ beforeAll(async () => {
   temporalCli = await ensureTemporalCli();
   connection = await Connection.connect({ address: services().temporalAddress });
   client = new Client({ connection });
-  env = {
-    DATABASE_URL: db.url,
-    REDIS_URL: services().redisUrl,
-    LITELLM_REDIS_NAMESPACE: taskQueue,
-    TEMPORAL_ADDRESS: services().temporalAddress,
-    BUDGET_TASK_QUEUE: taskQueue,
-  };
+  env = workerEnv(db.url, taskQueue);
 });
 afterAll(async () => {
   if (worker) await stopProcess(worker, 'SIGKILL');

@@ -25,3 +25,17 @@ export function services(): TestServices {
 export function uniqueName(prefix: string): string {
   return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 }
+
+/**
+ * The environment of a `budgetctl` process (or of a worker built in the test) on the suite's services: this test's
+ * database, Redis under the task queue's namespace, and the suite's Temporal.
+ */
+export function workerEnv(databaseUrl: string, taskQueue: string): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: services().redisUrl,
+    LITELLM_REDIS_NAMESPACE: taskQueue,
+    TEMPORAL_ADDRESS: services().temporalAddress,
+    BUDGET_TASK_QUEUE: taskQueue,
+  };
+}
