@@ -16,7 +16,7 @@ import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag } from '../helpers/litellm-rows.js';
 import { services, uniqueName, workerEnv } from '../helpers/services.js';
 import { installTestRuntime } from '../helpers/temporal.js';
-import { waitUntilReady } from './workers.js';
+import { waitUntilReady } from '../helpers/worker-process.js';
 
 // A rolling deploy on a cluster with running workflows: budgets started on release 0.1's workflow code keep their
 // state and keep resetting once its worker is replaced by the current code. The current code's `patched()` check

@@ -6,7 +6,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertKey, insertTag } from '../helpers/litellm-rows.js';
 import { uniqueName, workerEnv } from '../helpers/services.js';
-import { waitUntilReady } from './workers.js';
+import { waitUntilReady } from '../helpers/worker-process.js';
 
 // Two `budgetctl worker` processes on one task queue against Temporal's own server, as a deployment scales out.
 const HERD = 50;

@@ -5,6 +5,7 @@ import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { insertBudget, insertTag } from '../helpers/litellm-rows.js';
 import { LIMITS } from '../helpers/limits.js';
+import { waitUntilReady } from '../helpers/worker-process.js';
 import { services, uniqueName } from '../helpers/services.js';
 
 // Two real worker processes on one task queue (how the service scales out); one is killed without warning before
@@ -97,17 +98,3 @@ describe('two workers, one killed', () => {
     expect(left.rows[0].n).toBe(0);
   });
 });
-
-/** Resolves once the worker's `/readyz` answers 200; fails at once if the process exits first. */
-async function waitUntilReady(port: number, worker: ChildProcess): Promise<void> {
-  let output = '';
-  worker.stderr?.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-4_000)));
-  await vi.waitFor(
-    async () => {
-      if (worker.exitCode !== null) throw new Error(`the worker exited with ${worker.exitCode}: ${output}`);
-      const response = await fetch(`http://127.0.0.1:${port}/readyz`);
-      expect(response.status).toBe(200);
-    },
-    { timeout: LIMITS.workerStart, interval: 250 },
-  );
-}

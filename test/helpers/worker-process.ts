@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { vi } from 'vitest';
+import { expect, vi } from 'vitest';
 import { freePort } from '../../dev/provision/ports.js';
 import { spawnBudgetctl, stopProcess } from './cli.js';
 import { LIMITS } from './limits.js';
@@ -36,17 +36,25 @@ export async function startWorkerProcess(
     },
   };
   try {
-    await vi.waitFor(
-      async () => {
-        if (child.exitCode !== null) throw new Error(`the worker exited with ${child.exitCode}: ${output}`);
-        const response = await fetch(`http://127.0.0.1:${healthPort}/readyz`);
-        if (response.status !== 200) throw new Error(`readyz answered ${response.status}`);
-      },
-      { timeout: LIMITS.workerStart, interval: 250 },
-    );
+    await waitUntilReady(healthPort, child);
   } catch (error) {
     await worker.kill();
     throw error;
   }
   return worker;
+}
+
+/** Resolves once a worker's `/readyz` answers 200; fails at once, with its last output, if the process exits. */
+export async function waitUntilReady(port: number, worker: ChildProcess): Promise<void> {
+  let output = '';
+  worker.stdout?.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-4_000)));
+  worker.stderr?.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-4_000)));
+  await vi.waitFor(
+    async () => {
+      if (worker.exitCode !== null) throw new Error(`the worker exited with ${worker.exitCode}: ${output}`);
+      const response = await fetch(`http://127.0.0.1:${port}/readyz`);
+      expect(response.status).toBe(200);
+    },
+    { timeout: LIMITS.workerStart, interval: 250 },
+  );
 }
