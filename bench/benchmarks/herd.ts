@@ -88,6 +88,18 @@ export interface HerdFigures {
   readonly workerRssMB: { readonly armed: number; readonly peak: number; readonly perWorkerPeak: number[] };
   /** CPU per process group from the boundary to the last commit, in cores (1 = one core busy all the time). */
   readonly cpuAtBoundary: Record<string, { cpuMs: number; cores: number }>;
+  /**
+   * The late-spend checks that follow every reset (BUDGET_LATE_SPEND_DELAY, 30 s): when the first and last of
+   * them were recorded (from the boundary) and the CPU while they ran (from the audit checks to the last). The herd's resets
+   * are each workflow's first, so the checks find no period start and read no spend logs: this is their Temporal
+   * cost (a timer, two workflow tasks and an activity per budget), not the database cost of a real check.
+   */
+  readonly lateSpendChecks: {
+    readonly checked: number;
+    readonly firstMs: number;
+    readonly lastMs: number;
+    readonly cpu: Record<string, { cpuMs: number; cores: number }>;
+  };
   readonly cpuDuringDiscovery: Record<string, { cpuMs: number; cores: number }>;
   readonly litellm: {
     readonly sweepMs: number;
@@ -212,6 +224,14 @@ export async function benchHerd(
       if (before && before.runId === after.runId) perReset.push(after.historyLength - before.historyLength);
     }
 
+    const lateSpendChecks = await observeLateSpendChecks(db, boundary, options.budgets, boundaryMs, () =>
+      cpuByGroup(cpuGroup(workers)),
+    );
+    log(
+      `late-spend checks: ${lateSpendChecks.checked} recorded ${round(lateSpendChecks.firstMs / 1000, 1)}–` +
+        `${round(lateSpendChecks.lastMs / 1000, 1)} s after the boundary`,
+    );
+
     const sweep = await timeLiteLLMSweep(
       db.pool,
       [
@@ -273,6 +293,7 @@ export async function benchHerd(
         perWorkerPeak: workers.map((w) => round(w.peakRssMB, 0)),
       },
       cpuAtBoundary,
+      lateSpendChecks,
       cpuDuringDiscovery: cpuDiscovery,
       litellm: {
         sweepMs: sweep.totalMs,
@@ -290,6 +311,39 @@ export async function benchHerd(
     clearInterval(rss);
     for (const w of workers) await stopWorker(w);
   }
+}
+
+/** Waits for the late-spend check of every reset of the boundary; times them and the CPU they cost. */
+async function observeLateSpendChecks(
+  db: WorkerDatabase,
+  boundary: string,
+  n: number,
+  boundaryMs: number,
+  cpu: () => Record<string, number>,
+): Promise<HerdFigures['lateSpendChecks']> {
+  const cpuBefore = cpu();
+  const startedAt = Date.now();
+  const times = await pollUntil(
+    'every reset of the herd has its late-spend check',
+    async () => {
+      const { rows } = await db.pool.query<{ checked: number; first: Date | null; last: Date | null }>(
+        `SELECT count(*)::int AS checked, min(c.checked_at) AS first, max(c.checked_at) AS last
+           FROM budget_lifecycle.late_spend_check c JOIN budget_lifecycle.reset_log r ON r.id = c.reset_id
+          WHERE r.period_end = $1 AND r.budget_id LIKE 'herd-%'`,
+        [boundary],
+      );
+      const row = rows[0]!;
+      return row.checked >= n ? row : undefined;
+    },
+    { timeoutMs: 600_000, intervalMs: 500 },
+  );
+  const lastMs = times.last!.getTime() - boundaryMs;
+  return {
+    checked: times.checked,
+    firstMs: round(times.first!.getTime() - boundaryMs, 0),
+    lastMs: round(lastMs, 0),
+    cpu: cpuDelta(cpuBefore, cpu(), Math.max(1, Date.now() - startedAt)),
+  };
 }
 
 /** Why resets are missing: a few of the budgets without one, with their workflow's status. */
