@@ -55,13 +55,26 @@ function startOptions(ref: BudgetRef, taskQueue: string) {
   };
 }
 
-/** Temporal's answer that no retry can change (an id or payload it refuses); anything else is transient. */
-function refusal(error: unknown): string | undefined {
+/**
+ * Temporal's answer that no retry can change (an id or payload it refuses); anything else is transient. A search
+ * attribute the namespace does not know yet is transient too: a frontend learns of one just registered only when
+ * it refreshes its cache, and a budget marked refused would not be tried again until its row changes.
+ */
+export function refusal(error: unknown): string | undefined {
   for (let e: unknown = error; e instanceof Error; e = e.cause) {
-    if (isGrpcServiceError(e) && e.code === grpcStatus.INVALID_ARGUMENT) return e.details || e.message;
+    if (!isGrpcServiceError(e) || e.code !== grpcStatus.INVALID_ARGUMENT) continue;
+    const reason = e.details || e.message;
+    return UNKNOWN_SEARCH_ATTRIBUTE.test(reason) ? undefined : reason;
   }
   return undefined;
 }
+
+/**
+ * The server's words for a search attribute it does not know: its validator's, and those of a SQL visibility
+ * store's mapping (the dev server's).
+ */
+const UNKNOWN_SEARCH_ATTRIBUTE =
+  /search attribute \S+ is not defined|no mapping defined for search attribute/;
 
 /**
  * Acts on schedule changes: a new budget gets its workflow; a changed one gets `scheduleChanged` (started again
