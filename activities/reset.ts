@@ -41,6 +41,8 @@ export function createResetActivities(deps: ActivityDeps) {
     reset: {
       rollover: deps.config.rollover,
       defaultEndUserBudgetId: deps.config.defaultEndUserBudgetId,
+      // The worker's sweeper checks each reset for late spend this long after it (src/late-spend-sweeper.ts).
+      lateSpendDelayMs: deps.config.lateSpendDelayMs,
       // An unreadable counter carries nothing, as in LiteLLM (`_window_carried_spend`); it must not block the reset.
       readWindowCounter: redis
         ? (key) => readWindowCounter(redis, deps.config.redisNamespace, key).catch(() => null)
@@ -68,12 +70,9 @@ export function createResetActivities(deps: ActivityDeps) {
    */
   const reset = async (decided: ResetRequest): Promise<ResetResult> => {
     const result = await permanentErrorsFail(decided, () => batcher.reset(decided));
-    const committed =
-      result.outcome !== 'already_reset' ? result : ((await findCommittedReset(deps.db, decided)) ?? result);
-    const checkIn = deps.config.lateSpendDelayMs;
-    return committed.outcome === 'reset' && checkIn
-      ? { ...committed, lateSpendCheckInMs: checkIn }
-      : committed;
+    return result.outcome !== 'already_reset'
+      ? result
+      : ((await findCommittedReset(deps.db, decided)) ?? result);
   };
 
   /** Turns a workflow's request into a decided period with the schedule module (outside workflow code). */

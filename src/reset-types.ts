@@ -74,7 +74,11 @@ export type ResetResult =
       readonly missedPeriods: number;
       /** Set when the worker ran this reset at its boundary and invalidated the caches right after it. */
       readonly cachesInvalidated?: boolean;
-      /** When set, the workflow checks this reset for late spend this long after it (`BUDGET_LATE_SPEND_DELAY`). */
+      /**
+       * Set by release 0.3 workers only: the workflow checks this reset for late spend this long after it. Later
+       * releases commit the check's due time with the reset and the worker's sweeper runs it; the workflow keeps
+       * honouring the field for histories and carried checks of 0.3.
+       */
       readonly lateSpendCheckInMs?: number;
       readonly entityCount: number;
       readonly spendTotal: number;

@@ -1,12 +1,14 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { Runtime, type LogLevel } from '@temporalio/worker';
 import { Redis } from 'ioredis';
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import { requireDatabaseUrl, type Config } from './config.js';
 import { createHealthServer } from './health-server.js';
 import { createLogger, temporalLogger } from './logger.js';
 import { migrate } from './db/migrate.js';
 import { createPool } from './db/pool.js';
+import { LateSpendSweeper } from './late-spend-sweeper.js';
 import { createMetricsObserver } from './metrics.js';
 import { freePort } from './free-port.js';
 import { connectClient, connectWorker, type TemporalTarget } from './temporal/connection.js';
@@ -130,6 +132,11 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
       cleanups.push(() => health!.close());
     }
 
+    if (config.lateSpendDelayMs !== undefined) {
+      const sweeper = startLateSpendSweeper(pool, redis, config, logger);
+      cleanups.push(() => sweeper.stop());
+    }
+
     if (options.supervisor ?? true) await ensureSupervisor(client, taskQueue, options.supervisorArgs ?? {});
     const gauge = setInterval(
       () => void countBudgetsByState(client, taskQueue).then(observer.setBudgetsByState, () => undefined),
@@ -165,6 +172,41 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
   }
+}
+
+/** Checks committed resets for late spend as they fall due (`BUDGET_LATE_SPEND_DELAY` after each). */
+function startLateSpendSweeper(
+  pool: pg.Pool,
+  redis: Redis | undefined,
+  config: Config,
+  logger: Logger,
+): LateSpendSweeper {
+  const sweeper = new LateSpendSweeper({
+    db: pool,
+    redis,
+    redisNamespace: config.redisNamespace,
+    // Often enough that a check runs within a few seconds of its due time; each look is one index probe.
+    intervalMs: Math.min(5_000, Math.max(500, (config.lateSpendDelayMs ?? 0) / 4)),
+    concurrency: 2,
+    onCheck: (check) => {
+      if ('error' in check) {
+        logger.warn(
+          { resetId: check.resetId, err: check.error.message, retryAt: check.retryAt?.toISOString() ?? null },
+          check.retryAt
+            ? 'late spend check failed; tried again later'
+            : 'late spend check failed for the last time; late spend counts against the new period',
+        );
+      } else if (check.result.corrections.length > 0) {
+        logger.info(
+          { resetId: check.resetId, corrections: check.result.corrections.length },
+          'late spend moved out of the new period',
+        );
+      }
+    },
+    onError: (error) => logger.warn({ err: error.message }, 'late spend sweep failed; tried again shortly'),
+  });
+  sweeper.start();
+  return sweeper;
 }
 
 /** The supervisor's code release, kept in its memo. */

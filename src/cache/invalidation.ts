@@ -132,3 +132,29 @@ export async function readWindowCounter(
   const value = Number(text);
   return Number.isFinite(value) ? value : null;
 }
+
+/**
+ * Drops LiteLLM's cached copies of the entities a late-spend check corrected (their counters and objects), and
+ * tells every proxy pod, as after a reset.
+ */
+export async function invalidateCorrectedEntities(
+  redis: Redis,
+  namespace: string | undefined,
+  corrections: ReadonlyArray<{ readonly entityType: string; readonly entityId: string }>,
+): Promise<void> {
+  if (corrections.length === 0) return;
+  const channel = namespaced(namespace, INVALIDATION_CHANNEL);
+  const pipeline = redis.pipeline();
+  for (const c of corrections) {
+    const type = entityType(c.entityType);
+    if (!type) continue;
+    const keys = type.cacheKeys(decodeEntityId(type, c.entityId));
+    const all = keys.counter === undefined ? [...keys.objects] : [keys.counter, ...keys.objects];
+    if (all.length === 0) continue;
+    pipeline.del(...all.map((k) => namespaced(namespace, k)));
+    for (const key of all) pipeline.publish(channel, invalidationMessage(key));
+  }
+  const results = await pipeline.exec();
+  const failed = results?.find(([error]) => error);
+  if (failed?.[0]) throw failed[0];
+}

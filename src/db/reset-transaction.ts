@@ -21,6 +21,8 @@ export interface ResetOptions {
   readonly rollover: boolean;
   /** LiteLLM's `max_end_user_budget_id`: end users with no budget of their own are reset with this tier. */
   readonly defaultEndUserBudgetId?: string;
+  /** How long after the commit each reset's late-spend check is due; undefined: never checked. */
+  readonly lateSpendDelayMs?: number;
   /** How long to wait for row locks held by LiteLLM's writers before giving up (and retrying later). */
   readonly lockTimeoutMs?: number;
   /** Reads a window's spend counter (the carried spend of a window comes from it); absent without Redis. */
@@ -155,8 +157,16 @@ export async function resetBudgetsTransaction(
             spendTableExists: existingTables.has(WINDOW_SPEND_TABLE),
           })
         : await resetInTransaction(client, OWNERS[kind], requests, options, existingTables);
-    const changed = outcomes.some((o) => 'result' in o && o.result.outcome === 'reset');
-    await client.query(changed ? 'COMMIT' : 'ROLLBACK');
+    const resetIds = outcomes.flatMap((o) => ('result' in o && o.result.outcome === 'reset' ? [o.result.resetId] : []));
+    if (resetIds.length > 0 && options.lateSpendDelayMs !== undefined) {
+      // Due for the worker's late-spend sweep (src/late-spend-sweeper.ts), committed with the reset itself.
+      await client.query(
+        `UPDATE ${SCHEMA}.reset_log SET late_spend_due_at = now() + $2 * interval '1 millisecond'
+          WHERE id = ANY($1::bigint[])`,
+        [resetIds, options.lateSpendDelayMs],
+      );
+    }
+    await client.query(resetIds.length > 0 ? 'COMMIT' : 'ROLLBACK');
     return outcomes;
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);

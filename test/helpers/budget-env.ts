@@ -11,6 +11,7 @@ import { BUDGET_WORKFLOW_TYPE } from '../../src/temporal/budget-workflows.js';
 import { statusQuery, type BudgetStatus } from '../../src/temporal/messages.js';
 import { registerSearchAttributes } from '../../src/temporal/register-search-attributes.js';
 import { createBudgetWorker } from '../../src/worker.js';
+import type { CarriedState } from '../../workflows/budget.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { services, uniqueName } from './services.js';
 import { LIMITS } from './limits.js';
@@ -132,7 +133,7 @@ export class BudgetTestEnv {
   async start(
     ref: BudgetRef,
     taskQueue: string,
-    options: { maxHistoryEvents?: number } = {},
+    options: { maxHistoryEvents?: number; carried?: CarriedState } = {},
   ): Promise<WorkflowHandle> {
     this.started.add(budgetWorkflowId(ref));
     return this.env.client.workflow.start(BUDGET_WORKFLOW_TYPE, {
