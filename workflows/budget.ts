@@ -140,7 +140,10 @@ export interface CarriedState {
   readonly problem: Problem | null;
   /** The last valid duration: a different one on reload takes effect at once. */
   readonly knownDuration: string | null;
-  /** Resets still to be checked for late spend, and when (absent in the carried state of older releases). */
+  /**
+   * Resets still to be checked for late spend, and when: release 0.3 checked them in the workflow; later releases
+   * carry only what a 0.3 run left (absent in the carried state of releases before it).
+   */
   readonly lateSpendChecks?: readonly LateSpendCheck[];
 }
 
@@ -474,6 +477,8 @@ class BudgetEntity {
     }
     this.cycle += 1;
     this.periodStart = result.periodEnd;
+    // Only a release 0.3 worker asks for this (replays of its histories too): later workers commit the check's
+    // due time with the reset and run it in their late-spend sweeper.
     if (result.lateSpendCheckInMs !== undefined) {
       const at = new Date(Date.now() + result.lateSpendCheckInMs).toISOString();
       this.lateSpendChecks.push({ resetId: result.resetId, at });
