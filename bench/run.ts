@@ -310,8 +310,13 @@ async function main(): Promise<number> {
     await writeFile(svg, herdPlot);
     log(`lateness plot: ${svg}`);
   }
+  const loadAverageAtEnd = os.loadavg().map((l) => Math.round(l * 100) / 100);
   const own = (name: string, figures: unknown) =>
-    JSON.stringify({ date, machine, git: gitInfo(ROOT), options: opts, [name]: figures }, roundFloats, 2);
+    JSON.stringify(
+      { date, machine: { ...machine, loadAverageAtEnd }, git: gitInfo(ROOT), options: opts, [name]: figures },
+      roundFloats,
+      2,
+    );
   if (benchmarks.herd)
     await writeFile(`${RESULTS_DIR}herd-${suffix}.json`, `${own('herd', benchmarks.herd)}\n`);
   if (benchmarks.sleeping)
