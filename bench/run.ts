@@ -8,6 +8,8 @@
  *   npm run bench -- --only=reset,invalidation  some of them (results go to bench/results/partial.json)
  *   npm run bench -- --only=flush,herd --quick  the small configuration CI runs (bench/results/quick.json)
  *   npm run bench -- --only=herd --herd-size=10000 --profile
+ *   npm run bench -- --only=sleeping --sleeping-size=100000
+ *   npm run bench -- --only=sleeping --sleeping-workers=1 --source-worker --heap-snapshot
  *   npm run bench -- --baseline=other.json      hold the figures to other targets
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises';
@@ -17,6 +19,7 @@ import { benchInvalidation, type InvalidationFigures } from './benchmarks/cache-
 import { benchFanOut, type FanOutFigures } from './benchmarks/fan-out.js';
 import { FLUSH_DEFAULTS, FLUSH_QUICK, benchFlush, type FlushFigures } from './benchmarks/flush.js';
 import { benchHerd, herdDefaults, type HerdFigures } from './benchmarks/herd.js';
+import { benchSleeping, sleepingDefaults, type SleepingFigures } from './benchmarks/sleeping.js';
 import { startDevTemporal, type DevTemporal } from './lib/dev-temporal.js';
 import { latencyCdfSvg } from './lib/svg-plot.js';
 import { benchResetTier, type ResetTierFigures } from './benchmarks/reset-transaction.js';
@@ -28,7 +31,7 @@ import { startTemporal, type TemporalBench } from './lib/temporal.js';
 import { TEST_SERVER_VERSION } from '../dev/provision/test-server.js';
 import { LITELLM_PROXY_EXTRAS_VERSION } from '../dev/provision/litellm-schema.js';
 
-const BENCHMARKS = ['reset', 'invalidation', 'cycles', 'fanout', 'flush', 'herd'] as const;
+const BENCHMARKS = ['reset', 'invalidation', 'cycles', 'fanout', 'flush', 'herd', 'sleeping'] as const;
 type BenchName = (typeof BENCHMARKS)[number];
 /** Which results key each benchmark writes (baseline metrics start with it). */
 const RESULT_KEY: Record<BenchName, string> = {
@@ -38,10 +41,11 @@ const RESULT_KEY: Record<BenchName, string> = {
   fanout: 'fanOut',
   flush: 'flush',
   herd: 'herd',
+  sleeping: 'sleeping',
 };
 const TIER_SIZES = [1_000, 10_000, 40_000];
 const OVERALL_TIMEOUT_MS = 30 * 60_000;
-/** The flush benchmark's windows and a 10,000-budget herd need longer than the other benchmarks. */
+/** The flush benchmark's windows, a 10,000-budget herd and 100,000 sleeping budgets need longer than the rest. */
 const LONG_TIMEOUT_MS = 120 * 60_000;
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -56,12 +60,18 @@ interface Benchmarks {
   fanOut?: FanOutFigures;
   flush?: FlushFigures;
   herd?: Omit<HerdFigures, 'latenessValues' | 'litellmValues'>;
+  sleeping?: SleepingFigures;
 }
 
 interface RunOptions {
   readonly quick: boolean;
   readonly herdSize: number;
   readonly herdWorkers?: number;
+  readonly sleepingSize: number;
+  readonly sleepingMinutes?: number;
+  readonly sleepingWorkers?: number;
+  readonly heapSnapshot: boolean;
+  readonly builtWorker: boolean;
   readonly flushMinutes?: number;
   readonly profile: boolean;
 }
@@ -81,6 +91,12 @@ function parseRunOptions(argv: readonly string[]): RunOptions {
     quick,
     herdSize: Math.round(numberArg(argv, 'herd-size') ?? (quick ? 200 : 1_000)),
     herdWorkers: numberArg(argv, 'herd-workers'),
+    sleepingSize: Math.round(numberArg(argv, 'sleeping-size') ?? (quick ? 200 : 10_000)),
+    sleepingMinutes: numberArg(argv, 'sleeping-minutes'),
+    sleepingWorkers: numberArg(argv, 'sleeping-workers'),
+    heapSnapshot: argv.includes('--heap-snapshot'),
+    // The sleeping benchmark measures memory, so its workers run as the image runs them unless asked otherwise.
+    builtWorker: !argv.includes('--source-worker'),
     flushMinutes: numberArg(argv, 'flush-minutes'),
     profile: argv.includes('--profile'),
   };
@@ -109,7 +125,7 @@ async function main(): Promise<number> {
   const baseline = loadBaseline(
     baselineArg ? baselineArg.slice('--baseline='.length) : opts.quick ? QUICK_BASELINE : BASELINE,
   );
-  const long = !opts.quick && (only.has('flush') || only.has('herd'));
+  const long = !opts.quick && (only.has('flush') || only.has('herd') || only.has('sleeping'));
   installSignalHandlers(long ? LONG_TIMEOUT_MS : OVERALL_TIMEOUT_MS);
   const date = new Date().toISOString();
   const machine = machineInfo();
@@ -138,7 +154,7 @@ async function main(): Promise<number> {
 
   try {
     const servicesUp = await attempt('services', async () => {
-      services = await startServices({ statementStats: only.has('flush') });
+      services = await startServices({ statementStats: only.has('flush') || only.has('sleeping') });
       Object.assign(setupMs, services.setupMs);
     });
     if (servicesUp && services) {
@@ -181,7 +197,7 @@ async function main(): Promise<number> {
           }
         }
       }
-      if (only.has('flush') || only.has('herd')) {
+      if (only.has('flush') || only.has('herd') || only.has('sleeping')) {
         const up = await attempt('Temporal dev server', async () => {
           dev = await startDevTemporal();
           setupMs['dev server start'] = dev.startMs;
@@ -230,6 +246,23 @@ async function main(): Promise<number> {
               );
             });
           }
+          // Last: its workflows stay asleep on the dev server until the run ends.
+          if (only.has('sleeping')) {
+            const base = sleepingDefaults(opts.sleepingSize, opts.quick);
+            const sleepingOptions = {
+              ...base,
+              ...(opts.sleepingMinutes ? { windowMs: Math.round(opts.sleepingMinutes * 60_000) } : {}),
+              ...(opts.sleepingWorkers ? { workers: opts.sleepingWorkers } : {}),
+              heapSnapshot: opts.heapSnapshot,
+              built: opts.builtWorker,
+            };
+            await attempt(
+              `sleeping, ${sleepingOptions.budgets} budgets days from their boundary`,
+              async () => {
+                benchmarks.sleeping = await benchSleeping(s, d, sleepingOptions, `${RESULTS_DIR}profiles`);
+              },
+            );
+          }
         }
       }
     }
@@ -277,10 +310,20 @@ async function main(): Promise<number> {
     await writeFile(svg, herdPlot);
     log(`lateness plot: ${svg}`);
   }
+  const loadAverageAtEnd = os.loadavg().map((l) => Math.round(l * 100) / 100);
   const own = (name: string, figures: unknown) =>
-    JSON.stringify({ date, machine, git: gitInfo(ROOT), options: opts, [name]: figures }, roundFloats, 2);
+    JSON.stringify(
+      { date, machine: { ...machine, loadAverageAtEnd }, git: gitInfo(ROOT), options: opts, [name]: figures },
+      roundFloats,
+      2,
+    );
   if (benchmarks.herd)
     await writeFile(`${RESULTS_DIR}herd-${suffix}.json`, `${own('herd', benchmarks.herd)}\n`);
+  if (benchmarks.sleeping)
+    await writeFile(
+      `${RESULTS_DIR}sleeping-${opts.quick ? 'quick' : opts.sleepingSize}.json`,
+      `${own('sleeping', benchmarks.sleeping)}\n`,
+    );
   if (benchmarks.flush)
     await writeFile(
       `${RESULTS_DIR}flush${opts.quick ? '-quick' : ''}.json`,
@@ -428,6 +471,36 @@ function summary(b: Benchmarks): string {
     rows.push([name, 'reset exactly once', String(h.resetExactlyOnce)]);
     for (const [group, c] of Object.entries(h.cpuAtBoundary))
       if (c.cpuMs > 0) rows.push([name, `CPU cores at boundary: ${group}`, c.cores]);
+  }
+  const sl = b.sleeping;
+  if (sl) {
+    const name = `sleeping, ${sl.options.budgets} budgets`;
+    rows.push([
+      name,
+      'discovery ms (spawn -> running / asleep)',
+      `${sl.discovery.runningMs} / ${sl.discovery.sleepingMs}`,
+    ]);
+    rows.push([name, 'workflows/s (ready -> asleep)', sl.discovery.workflowsPerSecond]);
+    const r = sl.workerRssMB;
+    rows.push([name, 'worker RSS MB steady (all workers)', r.steady]);
+    rows.push([name, 'worker RSS MB steady per worker', r.perWorkerSteady.join(' / ')]);
+    rows.push([name, 'worker RSS MB peak (all / per worker)', `${r.peak} / ${r.perWorkerPeak.join(' / ')}`]);
+    rows.push([name, 'sticky cache per worker', sl.stickyCache.map((c) => c.size ?? '-').join(' / ')]);
+    rows.push([
+      name,
+      'dev server RSS MB steady / peak',
+      `${sl.devServerRssMB.steady} / ${sl.devServerRssMB.peak}`,
+    ]);
+    rows.push([
+      name,
+      'worker statements/min (data)',
+      `${sl.statements.perMinute} (${sl.statements.dataStatementsPerMinute})`,
+    ]);
+    rows.push([name, 'Redis commands/min', sl.redisCommandsPerMinute]);
+    rows.push([name, 'history events per workflow (median)', sl.historyEventsPerWorkflow.median]);
+    rows.push([name, 'history events added in window (max)', sl.historyEventsAddedInWindow.max]);
+    for (const [group, c] of Object.entries(sl.cpuInWindow))
+      if (c.cpuMs > 0) rows.push([name, `CPU cores asleep: ${group}`, c.cores]);
   }
   return table(['Benchmark', 'Figure', 'Value'], rows);
 }

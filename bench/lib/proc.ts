@@ -96,3 +96,19 @@ export function cpuDelta(
   }
   return out;
 }
+
+/**
+ * Resident memory in MB per group of this process's descendants (grouped like {@link cpuByGroup}). Shared pages
+ * count once per process (PostgreSQL's shared buffers in every backend), so only groups of unrelated processes or
+ * single processes (workers, the dev server) give a meaningful figure.
+ */
+export function rssByGroup(group: (p: ProcessStat) => string = (p) => p.comm): Record<string, number> {
+  const totals: Record<string, number> = {};
+  for (const p of descendants(process.pid)) {
+    const rss = rssMB(p.pid);
+    if (rss === undefined) continue;
+    const name = group(p);
+    totals[name] = (totals[name] ?? 0) + rss;
+  }
+  return totals;
+}

@@ -17,6 +17,16 @@ export interface WorkerProcessSettings {
   readonly args?: readonly string[];
   /** Write a V8 CPU profile of each worker into this folder when it exits (`node --cpu-prof`). */
   readonly cpuProfileDir?: string;
+  /**
+   * Run the build in `dist/` (`node dist/src/cli/main.js worker`, the image's entry point, with the prebuilt
+   * workflow bundle) instead of the source through tsx, which bundles the workflows in the worker at start-up.
+   * Call {@link buildWorker} first.
+   */
+  readonly built?: boolean;
+  /** Write a V8 heap snapshot into this folder on SIGUSR2 (`node --heapsnapshot-signal`). */
+  readonly heapSnapshotDir?: string;
+  /** Serve health and the SDK's Prometheus metrics on this port (`METRICS_PORT`); default off. */
+  readonly metricsPort?: number;
 }
 
 /** One real `budgetctl worker` process, as an operator runs it. */
@@ -32,19 +42,48 @@ export interface WorkerProcess {
   readonly warnings: string[];
 }
 
+/** `npm run build`: the compiled worker and its prebuilt workflow bundle in `dist/`, as the image ships them. */
+export async function buildWorker(): Promise<void> {
+  await withTimeout(
+    new Promise<void>((resolve, reject) => {
+      const child = spawn('npm', ['run', 'build'], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      child.once('error', reject);
+      child.once('exit', (code) =>
+        code === 0
+          ? resolve()
+          : reject(new Error(`npm run build exited with ${code}: ${stderr.slice(-500)}`)),
+      );
+    }),
+    300_000,
+    'building the worker (npm run build)',
+  );
+}
+
 /**
- * Spawns `budgetctl worker` as node with tsx as a loader (one process, as the tests do, so its pid is the worker's
- * and /proc figures are its own). Production defaults: LOG_LEVEL info, pool of 10, default concurrency.
+ * Spawns `budgetctl worker` as node with tsx as a loader, or from `dist/` when `built` (one process, as the tests do,
+ * so its pid is the worker's and /proc figures are its own). Production defaults: LOG_LEVEL info, pool of 10,
+ * default concurrency.
  */
 export async function spawnWorker(settings: WorkerProcessSettings): Promise<WorkerProcess> {
-  const nodeArgs = ['--import', 'tsx'];
+  const nodeArgs = settings.built ? [] : ['--import', 'tsx'];
   if (settings.cpuProfileDir) {
     await mkdir(settings.cpuProfileDir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${settings.cpuProfileDir}`);
   }
+  if (settings.heapSnapshotDir) {
+    await mkdir(settings.heapSnapshotDir, { recursive: true });
+    nodeArgs.push('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${settings.heapSnapshotDir}`);
+  }
   const child = spawn(
     process.execPath,
-    [...nodeArgs, 'src/cli/main.ts', 'worker', ...(settings.args ?? [])],
+    [
+      ...nodeArgs,
+      settings.built ? 'dist/src/cli/main.js' : 'src/cli/main.ts',
+      'worker',
+      ...(settings.args ?? []),
+    ],
     {
       cwd: REPO,
       env: {
@@ -57,6 +96,7 @@ export async function spawnWorker(settings: WorkerProcessSettings): Promise<Work
         TEMPORAL_ADDRESS: settings.temporalAddress,
         TEMPORAL_NAMESPACE: 'default',
         BUDGET_TASK_QUEUE: settings.taskQueue,
+        ...(settings.metricsPort ? { METRICS_PORT: String(settings.metricsPort) } : {}),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
@@ -115,13 +155,16 @@ export function sampleRss(workers: readonly WorkerProcess[]): number {
   return total;
 }
 
-/** SIGTERM (graceful: in-flight activities finish, a CPU profile is written), SIGKILL after 30 s. */
+/**
+ * SIGTERM (graceful: in-flight activities finish, a CPU profile is written), SIGKILL after 20 s: inside the 30 s
+ * that the cleanup list allows each stop, so a worker slow to drain is still killed rather than left behind.
+ */
 export async function stopWorker(worker: WorkerProcess): Promise<void> {
   const { child } = worker;
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');
-  const done = await Promise.race([exited.then(() => true), sleep(30_000).then(() => false)]);
+  const done = await Promise.race([exited.then(() => true), sleep(20_000).then(() => false)]);
   if (!done) {
     child.kill('SIGKILL');
     await exited;
