@@ -58,10 +58,47 @@ export function displayBudgetRef(ref: BudgetRef, maxChars = 120): string {
   return `${ref.kind}:${displayText(ref.id, maxChars)}`;
 }
 
-/** `text` on one line: control characters escaped as in JSON, shortened past `maxChars`. */
+/** Escapes for `\\`, `\n`, `\r` and `\t`, as JSON writes them; other unsafe characters become `\uXXXX`. */
+const SHORT_ESCAPES: Readonly<Record<string, string>> = {
+  '\\': '\\\\',
+  '\n': '\\n',
+  '\r': '\\r',
+  '\t': '\\t',
+};
+
+/**
+ * One character (code point) as it may be shown: escaped if it could split a line or steer a terminal (C0 and C1
+ * controls, DEL, the line and paragraph separators, bidirectional overrides and isolates, a lone surrogate), and
+ * the backslash, so that every escape is unambiguous. Everything else, quotes and `*` and `%` included, as is.
+ */
+function displayChar(char: string): string {
+  const short = SHORT_ESCAPES[char];
+  if (short) return short;
+  const code = char.codePointAt(0)!;
+  const unsafe =
+    code < 0x20 ||
+    (code >= 0x7f && code <= 0x9f) ||
+    code === 0x2028 ||
+    code === 0x2029 ||
+    (code >= 0x202a && code <= 0x202e) ||
+    (code >= 0x2066 && code <= 0x2069) ||
+    (code >= 0xd800 && code <= 0xdfff);
+  return unsafe ? `\\u${code.toString(16).padStart(4, '0')}` : char;
+}
+
+/**
+ * `text` on one line, safe to print to a terminal: unsafe characters escaped (see {@link displayChar}), and text
+ * longer than `maxChars` shortened with its length. It is cut between characters, never inside a surrogate pair
+ * or an escape.
+ */
 export function displayText(text: string, maxChars = 120): string {
-  const escaped = JSON.stringify(text).slice(1, -1).replaceAll('\\"', '"');
-  return escaped.length > maxChars ? `${escaped.slice(0, maxChars)}… (${text.length} characters)` : escaped;
+  let shown = '';
+  for (const char of text) {
+    const escaped = displayChar(char);
+    if (shown.length + escaped.length > maxChars) return `${shown}… (${text.length} characters)`;
+    shown += escaped;
+  }
+  return shown;
 }
 
 /** Temporal's default `limit.maxIDLength`: longer workflow ids are refused ("Failed to start Workflow"). */

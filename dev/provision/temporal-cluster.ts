@@ -5,7 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { status } from '@grpc/grpc-js';
-import { Connection } from '@temporalio/client';
+import { Connection, type ConnectionOptions } from '@temporalio/client';
 import { msToTs } from '@temporalio/common/lib/time.js';
 import { registerSearchAttributes } from '../../src/temporal/register-search-attributes.js';
 import { freePort, freePortBetween, waitForPort } from './ports.js';
@@ -13,6 +13,7 @@ import { run } from './run.js';
 import { ensureTemporalServer, type TemporalServerBinaries } from './temporal-server.js';
 
 const TEMPLATE = fileURLToPath(new URL('./temporal-cluster.yaml', import.meta.url));
+const TLS_TEMPLATE = fileURLToPath(new URL('./temporal-cluster-tls.yaml', import.meta.url));
 
 /** Temporal's four services. Each runs as its own process unless the cluster is started as one. */
 export const TEMPORAL_SERVICES = ['frontend', 'history', 'matching', 'worker'] as const;
@@ -29,6 +30,20 @@ export interface TemporalClusterOptions {
   readonly layout?: 'separate' | 'single';
   /** The server's own log level (its logs go to `<dataDir>/<process>.log`); default `warn`. */
   readonly logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** Serve the frontend over TLS only (see `temporal-cluster-tls.yaml`); default plaintext. */
+  readonly tls?: TemporalClusterTls;
+}
+
+/** PEM files for a frontend that serves TLS only, with mutual TLS for clients that name one host. */
+export interface TemporalClusterTls {
+  /** The frontend's certificate, valid for 127.0.0.1, `localhost` and {@link mutualServerName}, and its key. */
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** The CA that signed it: the cluster's own clients (the worker service, this setup) verify the frontend with it. */
+  readonly caFile: string;
+  /** A client that names this host (SNI) must present a certificate signed by {@link clientCaFile}. */
+  readonly mutualServerName: string;
+  readonly clientCaFile: string;
 }
 
 export interface RunningTemporalCluster {
@@ -87,11 +102,14 @@ export async function setupTemporalSchema(
   );
 }
 
-async function renderConfig(values: Record<string, string>): Promise<string> {
-  const template = await readFile(TEMPLATE, 'utf8');
+/** A value for a placeholder inside single quotes in YAML, where a quote is written twice. */
+const quoted = (value: string): string => value.replaceAll("'", "''");
+
+async function renderConfig(file: string, values: Record<string, string>): Promise<string> {
+  const template = await readFile(file, 'utf8');
   const rendered = template.replace(/\$\{(\w+)\}/g, (_, name: string) => {
     const value = values[name];
-    if (value === undefined) throw new Error(`temporal-cluster.yaml names \${${name}}, which has no value`);
+    if (value === undefined) throw new Error(`${path.basename(file)} names \${${name}}, which has no value`);
     return value;
   });
   return rendered;
@@ -142,7 +160,7 @@ export async function startTemporalCluster(options: TemporalClusterOptions): Pro
   }
   await writeFile(
     path.join(configDir, 'development.yaml'),
-    await renderConfig({
+    await renderConfig(TEMPLATE, {
       ...ports,
       logLevel: options.logLevel ?? 'warn',
       persistenceDatabase,
@@ -150,12 +168,29 @@ export async function startTemporalCluster(options: TemporalClusterOptions): Pro
       dbHost: db.host,
       dbPort: db.port,
       dbUser: db.user,
-      // Inside single quotes in YAML, a quote is written twice.
-      dbPassword: db.password.replaceAll("'", "''"),
+      dbPassword: quoted(db.password),
       dynamicConfigFile,
     }),
     { mode: 0o600 },
   );
+  const { tls } = options;
+  if (tls) {
+    await writeFile(
+      path.join(configDir, 'development_tls.yaml'),
+      await renderConfig(TLS_TEMPLATE, {
+        certFile: quoted(tls.certFile),
+        keyFile: quoted(tls.keyFile),
+        caFile: quoted(tls.caFile),
+        mutualServerName: quoted(tls.mutualServerName),
+        clientCaFile: quoted(tls.clientCaFile),
+      }),
+    );
+  }
+  // How this setup reaches the frontend: over TLS when it serves TLS, verifying it with the CA, by the name the
+  // system worker uses too (Node warns about a TLS connection that names an IP address).
+  const connectOptions: ConnectionOptions = tls
+    ? { tls: { serverRootCACertificate: await readFile(tls.caFile), serverNameOverride: 'localhost' } }
+    : {};
 
   const groups: string[][] =
     options.layout === 'single' ? [[...TEMPORAL_SERVICES]] : TEMPORAL_SERVICES.map((service) => [service]);
@@ -185,6 +220,7 @@ export async function startTemporalCluster(options: TemporalClusterOptions): Pro
         'config',
         '--env',
         'development',
+        ...(tls ? ['--zone', 'tls'] : []),
         '--allow-no-auth',
         'start',
         ...services.flatMap((service) => ['--service', service]),
@@ -217,8 +253,8 @@ export async function startTemporalCluster(options: TemporalClusterOptions): Pro
       if (Date.now() > deadline) throw new Error('the frontend did not open its port within 120 s');
     }
     for (const services of rest) startProcess(services);
-    await waitUntilServing(address, () => failure);
-    const connection = await Connection.connect({ address });
+    await waitUntilServing(address, connectOptions, () => failure);
+    const connection = await Connection.connect({ ...connectOptions, address });
     try {
       await registerSearchAttributes(connection, 'default');
     } finally {
@@ -249,6 +285,7 @@ async function tail(file: string): Promise<string> {
  */
 async function waitUntilServing(
   address: string,
+  connectOptions: ConnectionOptions,
   failed: () => Error | undefined,
   timeoutMs = 180_000,
 ): Promise<void> {
@@ -259,7 +296,7 @@ async function waitUntilServing(
     const early = failed();
     if (early) throw early;
     try {
-      const connection = await Connection.connect({ address, connectTimeout: 2_000 });
+      const connection = await Connection.connect({ ...connectOptions, address, connectTimeout: 2_000 });
       try {
         await connection.workflowService
           .registerNamespace({ namespace: 'default', workflowExecutionRetentionPeriod: msToTs('1 day') })

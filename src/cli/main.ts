@@ -4,7 +4,14 @@ import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
 import type pg from 'pg';
 import { syncAllBudgets } from '../../activities/discovery.js';
-import { BUDGET_KINDS, budgetWorkflowId, formatBudgetRef, parseBudgetRef } from '../budget-ref.js';
+import {
+  BUDGET_KINDS,
+  budgetWorkflowId,
+  displayBudgetRef,
+  displayText,
+  formatBudgetRef,
+  parseBudgetRef,
+} from '../budget-ref.js';
 import { loadConfig, redactUrl, requireDatabaseUrl, type Config } from '../config.js';
 import { resetHistory } from '../db/history.js';
 import { migrate } from '../db/migrate.js';
@@ -217,8 +224,8 @@ program
       );
       print(result, () =>
         result.outcome === 'reset'
-          ? `reset ${formatBudgetRef(budget)}: ${result.entityCount} entities zeroed, spend ${result.spendTotal} recorded (reset ${result.resetId}); next reset ${result.nextResetAt}${result.cachesInvalidated ? '' : '; cache invalidation FAILED'}`
-          : `${formatBudgetRef(budget)}: ${result.outcome}: ${result.detail}`,
+          ? `reset ${displayBudgetRef(budget)}: ${result.entityCount} entities zeroed, spend ${result.spendTotal} recorded (reset ${result.resetId}); next reset ${result.nextResetAt}${result.cachesInvalidated ? '' : '; cache invalidation FAILED'}`
+          : `${displayBudgetRef(budget)}: ${result.outcome}: ${result.detail}`,
       );
       if (result.outcome === 'failed') process.exitCode = 1;
     },
@@ -235,7 +242,7 @@ program
         .getHandle(budgetWorkflowId(budget))
         .executeUpdate(pauseUpdate, { args: [{ reason: opts.reason }] }),
     );
-    print(status, () => `${formatBudgetRef(budget)} is ${status.state}`);
+    print(status, () => `${displayBudgetRef(budget)} is ${status.state}`);
   });
 
 program
@@ -248,7 +255,7 @@ program
     );
     print(
       status,
-      () => `${formatBudgetRef(budget)} is ${status.state}; next reset ${status.nextResetAt ?? '-'}`,
+      () => `${displayBudgetRef(budget)} is ${status.state}; next reset ${status.nextResetAt ?? '-'}`,
     );
   });
 
@@ -321,10 +328,10 @@ program
       resetHistory(db, budget, { limit: opts.limit, entityLimit: opts.entities }),
     );
     print(entries, () => {
-      if (entries.length === 0) return `no resets recorded for ${formatBudgetRef(budget)}`;
+      if (entries.length === 0) return `no resets recorded for ${displayBudgetRef(budget)}`;
       return entries
         .map((e) => {
-          const head = `${e.periodEnd}  ${e.trigger}  ${e.entityCount} entities  spend ${e.spendTotal}  late ${e.lateByMs} ms  missed ${e.missedPeriods}${e.reason ? `  reason: ${e.reason}` : ''}${e.requestedBy ? ` (${e.requestedBy})` : ''}`;
+          const head = `${e.periodEnd}  ${e.trigger}  ${e.entityCount} entities  spend ${e.spendTotal}  late ${e.lateByMs} ms  missed ${e.missedPeriods}${e.reason ? `  reason: ${displayText(e.reason, 200)}` : ''}${e.requestedBy ? ` (${displayText(e.requestedBy, 200)})` : ''}`;
           const table =
             e.entities.length > 0
               ? `\n${formatTable(e.entities, ['type', 'id', 'spendBefore', 'spendAfter']).replace(/^/gm, '    ')}`

@@ -8,6 +8,7 @@ import {
 import { NativeConnection } from '@temporalio/worker';
 import { inspect } from 'node:util';
 import { ConfigError } from '../config.js';
+import { diagnoseTransport } from './transport-diagnosis.js';
 
 /** How the connection proves who we are: nothing, server TLS only, a client certificate, or an API key. */
 export type TemporalAuth = 'none' | 'tls' | 'mtls' | 'api-key';
@@ -112,10 +113,17 @@ function configError(error: unknown, vars: Record<string, string>): ConfigError 
   return new ConfigError(`Invalid configuration: ${message}`, { cause: error });
 }
 
-function unreachable(target: TemporalTarget, error: unknown): TemporalUnreachableError {
+/**
+ * A one-line error for a failed connection: what the transport says is wrong (TLS required, an untrusted
+ * certificate, a client certificate required...) and the settings to change, or where to look when it cannot tell.
+ */
+async function unreachable(target: TemporalTarget, error: unknown): Promise<TemporalUnreachableError> {
+  const advice =
+    (await diagnoseTransport(target).catch(() => undefined)) ??
+    'is the server running? Check TEMPORAL_ADDRESS, and TEMPORAL_API_KEY or TEMPORAL_TLS_* for a cluster or ' +
+      'Temporal Cloud';
   return new TemporalUnreachableError(
-    `Cannot reach Temporal at ${target.address} (namespace ${target.namespace}, auth ${target.auth}): is the ` +
-      'server running? Check TEMPORAL_ADDRESS, and TEMPORAL_API_KEY or TEMPORAL_TLS_* for a cluster or Temporal Cloud',
+    `Cannot reach Temporal at ${target.address} (namespace ${target.namespace}, auth ${target.auth}): ${advice}`,
     { cause: error },
   );
 }
@@ -132,7 +140,7 @@ export async function connectClient(
     });
     return { client: new Client({ connection, namespace: target.namespace }), connection };
   } catch (error) {
-    throw unreachable(target, error);
+    throw await unreachable(target, error);
   }
 }
 
@@ -141,6 +149,6 @@ export async function connectWorker(target: TemporalTarget): Promise<NativeConne
   try {
     return await NativeConnection.connect({ ...target.options, address: target.address });
   } catch (error) {
-    throw unreachable(target, error);
+    throw await unreachable(target, error);
   }
 }

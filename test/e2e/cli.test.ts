@@ -193,8 +193,19 @@ describe('budgetctl against a real worker process and the dev server', () => {
       TEMPORAL_ADDRESS: '127.0.0.1:1',
     });
     expect(noTemporal.code).toBe(4);
-    expect(noTemporal.stderr).toMatch(/Cannot reach Temporal at 127.0.0.1:1/);
+    expect(noTemporal.stderr).toMatch(
+      /Cannot reach Temporal at 127.0.0.1:1 .*: nothing accepts connections there \(ECONNREFUSED\): is the server running\? Check TEMPORAL_ADDRESS$/m,
+    );
     expect(noTemporal.stderr).not.toMatch(/\n\s+at /);
+    // TLS to a server that serves none (the dev server), by name: Node warns about TLS to an IP address.
+    const tlsToPlain = await budgetctl(['status', `budget:${tier}`], {
+      ...env,
+      TEMPORAL_ADDRESS: env.TEMPORAL_ADDRESS!.replace('127.0.0.1', 'localhost'),
+      TEMPORAL_TLS: 'true',
+    });
+    expect(tlsToPlain.code).toBe(4);
+    expect(tlsToPlain.stderr.trim().split('\n')).toHaveLength(1);
+    expect(tlsToPlain.stderr).toMatch(/auth tls\): the server does not serve TLS: set TEMPORAL_TLS=false/);
 
     const secret = 's3cr3t-pa55word';
     const noDb = await budgetctl(['history', `budget:${tier}`], {

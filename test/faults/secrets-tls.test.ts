@@ -1,11 +1,9 @@
 import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
-import { execFile } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
@@ -15,6 +13,7 @@ import { startEmbeddedPostgres, type RunningPostgres } from '../../dev/provision
 import { startRedis, type RunningRedis } from '../../dev/provision/redis.js';
 import { BUDGET_WORKFLOW_TYPE } from '../../src/temporal/budget-workflows.js';
 import { statusQuery, type BudgetStatus } from '../../src/temporal/messages.js';
+import { createCa, issueCertificate } from '../helpers/certificates.js';
 import { budgetctl } from '../helpers/cli.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag, spendOf } from '../helpers/litellm-rows.js';
@@ -24,10 +23,9 @@ import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-proces
 // PostgreSQL and Redis of this file's own, both serving TLS only with a certificate signed by a throwaway CA, both
 // behind a password; a worker reaches them through configuration alone (DATABASE_URL's `sslmode`/`sslrootcert`,
 // REDIS_SSL and REDIS_TLS_CA_FILE) and resets a budget. Every secret it was given is then looked for in everything
-// it and the CLI print, and in what the workflow shows in Temporal. Temporal's own TLS is not exercised: the CLI
-// dev server serves none (TEMPORAL_TLS_* reach `@temporalio/envconfig` untouched); the API key is sent anyway
-// (TEMPORAL_TLS=false), so that it too is looked for.
-const exec = promisify(execFile);
+// it and the CLI print, and in what the workflow shows in Temporal. The CLI dev server serves no TLS, so the API key
+// is sent in plaintext here (TEMPORAL_TLS=false), so that it too is looked for; Temporal over TLS and mutual TLS are
+// tested against Temporal's own server in test/cluster/temporal-tls.test.ts.
 const SECRETS = {
   postgres: 'pg-pw-Zq81xTv',
   redis: 'redis-pw-Hk29Lm',
@@ -47,53 +45,13 @@ let client: Client;
 let worker: WorkerProcess | undefined;
 const started: string[] = [];
 
-/** A CA and a server certificate it signed, for 127.0.0.1 and localhost. */
-async function certificates(dir: string): Promise<{ ca: string; cert: string; key: string }> {
-  const file = (name: string) => path.join(dir, name);
-  const ecKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  await exec(
-    'openssl',
-    ['req', '-x509', ...ecKey, '-keyout', file('ca.key'), '-out', file('ca.crt')].concat([
-      '-days',
-      '2',
-      '-subj',
-      '/CN=budget-lifecycle test CA',
-    ]),
-  );
-  await exec(
-    'openssl',
-    ['req', ...ecKey, '-keyout', file('server.key'), '-out', file('server.csr')].concat([
-      '-subj',
-      '/CN=localhost',
-    ]),
-  );
-  await writeFile(file('san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  await exec('openssl', [
-    'x509',
-    '-req',
-    '-in',
-    file('server.csr'),
-    '-CA',
-    file('ca.crt'),
-    '-CAkey',
-    file('ca.key'),
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    file('san.ext'),
-    '-out',
-    file('server.crt'),
-  ]);
-  return { ca: file('ca.crt'), cert: file('server.crt'), key: file('server.key') };
-}
-
 beforeAll(async () => {
   scratch = await mkdtemp(path.join(tmpdir(), 'secrets-tls-'));
   // As root the server runs as the `postgres` user, which must reach its data directory.
   await chmod(scratch, 0o755);
-  const tls = await certificates(scratch);
-  ca = tls.ca;
+  const caFiles = await createCa(scratch, 'ca');
+  const tls = await issueCertificate(scratch, caFiles, 'server', { server: ['127.0.0.1', 'localhost'] });
+  ca = caFiles.cert;
 
   postgres = await startEmbeddedPostgres({
     dataDir: path.join(scratch, 'pg'),

@@ -6,6 +6,7 @@ import {
   budgetIdSearchValue,
   budgetWorkflowId,
   displayBudgetRef,
+  displayText,
   MAX_SEARCH_ID_CHARS,
   MAX_WORKFLOW_ID_LENGTH,
   InvalidBudgetRefError,
@@ -78,6 +79,28 @@ describe('budget references', () => {
     expect(displayBudgetRef({ kind: 'budget', id: 'a\nb"c' })).toBe('budget:a\\nb"c');
     expect(displayBudgetRef({ kind: 'budget', id: 'x'.repeat(500) }, 10)).toBe(
       'budget:xxxxxxxxxx… (500 characters)',
+    );
+  });
+
+  it('shows hostile text safe for a terminal: no control, C1, separator or bidi character, never cut inside one', () => {
+    const hostile = `a\u001b[31mb\u009b2Jc\u202eevil\u2028d\\e'"*%😀\u0001`;
+    expect(displayText(hostile)).toBe(`a\\u001b[31mb\\u009b2Jc\\u202eevil\\u2028d\\\\e'"*%😀\\u0001`);
+    // Cut between characters: the emoji (two UTF-16 units) and the escape are whole or absent.
+    expect(displayText('ab😀', 3)).toBe('ab… (4 characters)');
+    expect(displayText('ab\u0001', 5)).toBe('ab… (3 characters)');
+    expect(displayText('\ud800x')).toBe('\\ud800x');
+    fc.assert(
+      fc.property(
+        fc.string({ unit: 'binary', maxLength: 200 }),
+        fc.integer({ min: 1, max: 300 }),
+        (text, max) => {
+          const shown = displayText(text, max);
+          // No unsafe character, and no lone surrogate (with the `u` flag a range of surrogates matches only those).
+          // eslint-disable-next-line no-control-regex
+          const unsafe = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+          return !unsafe.test(shown) && !/[\ud800-\udfff]/u.test(shown);
+        },
+      ),
     );
   });
 });
