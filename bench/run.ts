@@ -8,12 +8,15 @@
  *   npm run bench -- --only=reset,invalidation  some of them (results go to bench/results/partial.json)
  *   npm run bench -- --only=flush,herd --quick  the small configuration CI runs (bench/results/quick.json)
  *   npm run bench -- --only=herd --herd-size=10000 --profile
+ *   npm run bench -- --only=big-tier               one tier of 1,000,000 end users with LiteLLM's spend writers
+ *   npm run bench -- --only=big-tier --tier-size=100000 --profile
  *   npm run bench -- --baseline=other.json      hold the figures to other targets
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { benchInvalidation, type InvalidationFigures } from './benchmarks/cache-invalidation.js';
+import { benchBigTier, bigTierDefaults, type BigTierFigures } from './benchmarks/big-tier.js';
 import { benchFanOut, type FanOutFigures } from './benchmarks/fan-out.js';
 import { FLUSH_DEFAULTS, FLUSH_QUICK, benchFlush, type FlushFigures } from './benchmarks/flush.js';
 import { benchHerd, herdDefaults, type HerdFigures } from './benchmarks/herd.js';
@@ -28,11 +31,12 @@ import { startTemporal, type TemporalBench } from './lib/temporal.js';
 import { TEST_SERVER_VERSION } from '../dev/provision/test-server.js';
 import { LITELLM_PROXY_EXTRAS_VERSION } from '../dev/provision/litellm-schema.js';
 
-const BENCHMARKS = ['reset', 'invalidation', 'cycles', 'fanout', 'flush', 'herd'] as const;
+const BENCHMARKS = ['reset', 'big-tier', 'invalidation', 'cycles', 'fanout', 'flush', 'herd'] as const;
 type BenchName = (typeof BENCHMARKS)[number];
 /** Which results key each benchmark writes (baseline metrics start with it). */
 const RESULT_KEY: Record<BenchName, string> = {
   reset: 'resetTransaction',
+  'big-tier': 'bigTier',
   invalidation: 'cacheInvalidation',
   cycles: 'timeSkipping',
   fanout: 'fanOut',
@@ -51,6 +55,7 @@ const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 
 interface Benchmarks {
   resetTransaction?: Record<string, ResetTierFigures>;
+  bigTier?: BigTierFigures;
   cacheInvalidation?: InvalidationFigures;
   timeSkipping?: TimeSkippingFigures;
   fanOut?: FanOutFigures;
@@ -61,6 +66,7 @@ interface Benchmarks {
 interface RunOptions {
   readonly quick: boolean;
   readonly herdSize: number;
+  readonly tierSize: number;
   readonly herdWorkers?: number;
   readonly flushMinutes?: number;
   readonly profile: boolean;
@@ -80,6 +86,7 @@ function parseRunOptions(argv: readonly string[]): RunOptions {
   return {
     quick,
     herdSize: Math.round(numberArg(argv, 'herd-size') ?? (quick ? 200 : 1_000)),
+    tierSize: Math.round(numberArg(argv, 'tier-size') ?? 1_000_000),
     herdWorkers: numberArg(argv, 'herd-workers'),
     flushMinutes: numberArg(argv, 'flush-minutes'),
     profile: argv.includes('--profile'),
@@ -152,6 +159,17 @@ async function main(): Promise<number> {
             benchmarks.resetTransaction![String(n)] = await benchResetTier(s, n);
           });
         }
+      }
+      if (only.has('big-tier')) {
+        const bigOptions = bigTierDefaults(opts.tierSize, opts.profile);
+        await attempt(`big tier, ${bigOptions.endUsers} end users with LiteLLM's spend writers`, async () => {
+          benchmarks.bigTier = await benchBigTier(s, bigOptions, async (plan) => {
+            await mkdir(RESULTS_DIR, { recursive: true });
+            const file = `${RESULTS_DIR}big-tier-plan-${bigOptions.endUsers}.txt`;
+            await writeFile(file, `${plan}\n`);
+            log(`reset statement plan: ${file}`);
+          });
+        });
       }
       if (only.has('invalidation')) {
         const tier = benchmarks.resetTransaction?.['40000'];
@@ -281,6 +299,11 @@ async function main(): Promise<number> {
     JSON.stringify({ date, machine, git: gitInfo(ROOT), options: opts, [name]: figures }, roundFloats, 2);
   if (benchmarks.herd)
     await writeFile(`${RESULTS_DIR}herd-${suffix}.json`, `${own('herd', benchmarks.herd)}\n`);
+  if (benchmarks.bigTier)
+    await writeFile(
+      `${RESULTS_DIR}big-tier-${opts.tierSize}.json`,
+      `${own('bigTier', benchmarks.bigTier)}\n`,
+    );
   if (benchmarks.flush)
     await writeFile(
       `${RESULTS_DIR}flush${opts.quick ? '-quick' : ''}.json`,
@@ -345,6 +368,38 @@ function summary(b: Benchmarks): string {
     rows.push([name, 'heap delta MB (max)', tier.maxHeapDeltaMB]);
     rows.push([name, 'peak heap growth MB (max)', tier.maxPeakHeapGrowthMB]);
     rows.push([name, 'RSS delta MB (max)', tier.maxRssDeltaMB]);
+  }
+  const big = b.bigTier;
+  if (big) {
+    const name = `big tier, ${big.endUsers.toLocaleString('en-US')} end users`;
+    rows.push([name, `median ms (${big.runs.length} runs)`, big.medianMs]);
+    rows.push([name, 'runs ms', big.runs.map((r) => r.ms.toFixed(0)).join(' / ')]);
+    rows.push([name, 'rows/s', big.rowsPerSecond]);
+    rows.push([
+      name,
+      'PostgreSQL CPU s per run',
+      big.runs.map((r) => (r.postgresCpuMs === null ? '-' : (r.postgresCpuMs / 1000).toFixed(1))).join(' / '),
+    ]);
+    rows.push([
+      name,
+      'HOT updates / rows updated',
+      big.runs.map((r) => `${r.hotUpdates ?? '-'}/${r.tuplesUpdated ?? '-'}`).join(' '),
+    ]);
+    rows.push([name, 'peak heap growth MB (max)', big.maxPeakHeapGrowthMB]);
+    rows.push([name, 'RSS delta MB (max)', big.maxRssDeltaMB]);
+    for (const [writer, w] of Object.entries(big.writers)) {
+      rows.push([
+        name,
+        `${writer}: flush p99 ms before / during (max)`,
+        `${w.baselineP99 ?? '-'} / ${w.duringP99 ?? '-'} (${w.duringMax ?? '-'})`,
+      ]);
+      rows.push([
+        name,
+        `${writer}: lock timeouts / deadlocks / failed flushes`,
+        `${w.lockTimeouts} / ${w.deadlocks} / ${w.failedFlushes}`,
+      ]);
+    }
+    rows.push([name, 'load average at end of each run', big.runs.map((r) => r.loadAverage[0]).join(' / ')]);
   }
   const inv = b.cacheInvalidation;
   if (inv) {
