@@ -332,6 +332,9 @@ export async function benchBigTier(
       if (!spendAccounted) throw new Error(`run ${run + 1}: spend of the tier's end users does not add up`);
       const stats = await settledStats(control, statsBefore, n);
       const ms = resetEnd - resetStart;
+      process.stderr.write(
+        `[bench] big tier run ${run + 1}/${options.runs}: ${Math.round(ms)} ms, PostgreSQL CPU ${cpuMs ?? '-'} ms\n`,
+      );
       runs.push({
         ms: round(ms, 1),
         rowsPerSecond: Math.round(n / (ms / 1000)),
