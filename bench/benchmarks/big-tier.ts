@@ -102,6 +102,8 @@ export interface BigTierFigures {
   readonly maxPeakHeapGrowthMB: number;
   readonly maxRssDeltaMB: number;
   readonly seedMs: number;
+  /** Lock timeouts, deadlocks and failed flushes of every writer in every run: what a target holds to 0. */
+  readonly writerLockFailures: number;
   /** Worst across the runs, per writer: the figures the lock impact is judged by. */
   readonly writers: Record<
     WriterName,
@@ -399,6 +401,12 @@ export async function benchBigTier(
     maxPeakHeapGrowthMB: round(Math.max(...runs.map((r) => r.memory.peakHeapGrowthMB)), 2),
     maxRssDeltaMB: round(Math.max(...runs.map((r) => r.memory.rssDeltaMB)), 2),
     seedMs: round(seedMs, 0),
+    writerLockFailures: runs.reduce(
+      (sum, r) =>
+        sum +
+        Object.values(r.writers).reduce((s, w) => s + w.lockTimeouts + w.deadlocks + w.failedFlushes, 0),
+      0,
+    ),
     writers: {
       tierEndUsers: worst('tierEndUsers'),
       otherEndUsers: worst('otherEndUsers'),
