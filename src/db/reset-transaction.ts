@@ -349,6 +349,10 @@ type Scope = { kind: 'tier'; includeUnassigned: boolean } | { kind: 'owner' };
 export function zeroSpendSql(type: EntityType, scope: Scope): string {
   const table = ident(type.table);
   const keyCols = type.key.map((k) => `t.${ident(k)}`).join(', ');
+  // Rows are locked in byte order of their key, the order LiteLLM's spend writers take the same locks in (Python's
+  // `sorted()` of the ids, code point order = UTF-8 byte order): under another collation (en_US, ICU) a flush of two
+  // ids and a reset could each hold the lock the other waits for, and the deadlock detector may cancel the reset.
+  const lockOrder = type.key.map((k) => `t.${ident(k)} COLLATE "C"`).join(', ');
   const joinOn = type.key.map((k) => `t.${ident(k)} = old.${ident(k)}`).join(' AND ');
   const entityId =
     type.key.length === 1
@@ -373,7 +377,7 @@ export function zeroSpendSql(type: EntityType, scope: Scope): string {
       SELECT ${keyCols}, t."spend" AS spend_before, params.reset_id, params.cap, params.entity_type
         FROM ${table} t JOIN params ON ${where}
        WHERE t."spend" <> 0
-       ORDER BY ${keyCols}
+       ORDER BY ${lockOrder}
          FOR UPDATE OF t
     ), changed AS (
       UPDATE ${table} t
