@@ -299,11 +299,10 @@ async function main(): Promise<number> {
     JSON.stringify({ date, machine, git: gitInfo(ROOT), options: opts, [name]: figures }, roundFloats, 2);
   if (benchmarks.herd)
     await writeFile(`${RESULTS_DIR}herd-${suffix}.json`, `${own('herd', benchmarks.herd)}\n`);
-  if (benchmarks.bigTier)
-    await writeFile(
-      `${RESULTS_DIR}big-tier-${opts.tierSize}.json`,
-      `${own('bigTier', benchmarks.bigTier)}\n`,
-    );
+  if (benchmarks.bigTier) {
+    const file = `${RESULTS_DIR}big-tier-${opts.tierSize}.json`;
+    await writeFile(file, await formatJson(own('bigTier', benchmarks.bigTier), file));
+  }
   if (benchmarks.flush)
     await writeFile(
       `${RESULTS_DIR}flush${opts.quick ? '-quick' : ''}.json`,
