@@ -292,12 +292,11 @@ export async function benchBigTier(
     };
     let resetStart = 0;
     let resetEnd = 0;
-    let cpuMs: number | null = null;
     const statsBefore = await tableStats(control);
     try {
       for (const w of Object.values(writers)) w.start();
       await sleep(options.baselineMs);
-      const cpuBefore = await postgresCpuMs(control);
+      const cpuBefore = await postgresTicks(control);
       const request: ResetRequest = {
         kind: 'budget',
         id,
@@ -322,8 +321,7 @@ export async function benchBigTier(
           resetEnd = performance.now();
         }
       });
-      const cpuAfter = await postgresCpuMs(control);
-      if (cpuBefore !== null && cpuAfter !== null) cpuMs = cpuAfter - cpuBefore;
+      const cpuMs = cpuMsBetween(cpuBefore, await postgresTicks(control));
       await Promise.all(Object.values(writers).map((w) => w.stop()));
 
       if (result.outcome !== 'reset')
@@ -472,30 +470,41 @@ async function checkSpend(
 }
 
 /**
- * CPU time (ms) of every process of the PostgreSQL server this pool talks to: the postmaster and its children
- * (backends, WAL writer, checkpointer). Null where /proc cannot tell (not Linux, or another user's server).
+ * CPU ticks of every process of the PostgreSQL server this pool talks to, by pid: the postmaster and its children
+ * (backends, WAL writer, checkpointer, autovacuum). Undefined where /proc cannot tell (not Linux).
  */
-async function postgresCpuMs(control: pg.Pool): Promise<number | null> {
+async function postgresTicks(control: pg.Pool): Promise<Map<number, number> | undefined> {
   try {
     const { rows } = await control.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
     const stat = (pid: number | string) =>
       readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
     const postmaster = Number(stat(rows[0]?.pid ?? 0)[1]);
     const ticks = (fields: string[]) => Number(fields[11]) + Number(fields[12]);
-    let total = ticks(stat(postmaster));
+    const byPid = new Map([[postmaster, ticks(stat(postmaster))]]);
     for (const entry of readdirSync('/proc')) {
       if (!/^\d+$/.test(entry)) continue;
       try {
         const fields = stat(entry);
-        if (Number(fields[1]) === postmaster) total += ticks(fields);
+        if (Number(fields[1]) === postmaster) byPid.set(Number(entry), ticks(fields));
       } catch {
         // the process ended between the listing and the read
       }
     }
-    return Number.isFinite(total) ? total * 10 : null; // USER_HZ is 100 on Linux
+    return byPid;
   } catch {
-    return null;
+    return undefined;
   }
+}
+
+/**
+ * CPU ms the server's processes spent between two readings. Counted per process, so a backend that exits in between
+ * (the pool closes idle connections) drops out instead of subtracting its whole life's CPU from the total.
+ */
+function cpuMsBetween(before: Map<number, number> | undefined, after: Map<number, number> | undefined) {
+  if (!before || !after) return null;
+  let ticks = 0;
+  for (const [pid, t] of after) ticks += t - (before.get(pid) ?? 0);
+  return Number.isFinite(ticks) ? ticks * 10 : null; // USER_HZ is 100 on Linux
 }
 
 interface TableStats {
