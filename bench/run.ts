@@ -10,12 +10,15 @@
  *   npm run bench -- --only=herd --herd-size=10000 --profile
  *   npm run bench -- --only=sleeping --sleeping-size=100000
  *   npm run bench -- --only=sleeping --sleeping-workers=1 --source-worker --heap-snapshot
+ *   npm run bench -- --only=big-tier               one tier of 1,000,000 end users with LiteLLM's spend writers
+ *   npm run bench -- --only=big-tier --tier-size=100000 --profile
  *   npm run bench -- --baseline=other.json      hold the figures to other targets
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { benchInvalidation, type InvalidationFigures } from './benchmarks/cache-invalidation.js';
+import { benchBigTier, bigTierDefaults, type BigTierFigures } from './benchmarks/big-tier.js';
 import { benchFanOut, type FanOutFigures } from './benchmarks/fan-out.js';
 import { FLUSH_DEFAULTS, FLUSH_QUICK, benchFlush, type FlushFigures } from './benchmarks/flush.js';
 import { benchHerd, herdDefaults, type HerdFigures } from './benchmarks/herd.js';
@@ -31,11 +34,21 @@ import { startTemporal, type TemporalBench } from './lib/temporal.js';
 import { TEST_SERVER_VERSION } from '../dev/provision/test-server.js';
 import { LITELLM_PROXY_EXTRAS_VERSION } from '../dev/provision/litellm-schema.js';
 
-const BENCHMARKS = ['reset', 'invalidation', 'cycles', 'fanout', 'flush', 'herd', 'sleeping'] as const;
+const BENCHMARKS = [
+  'reset',
+  'big-tier',
+  'invalidation',
+  'cycles',
+  'fanout',
+  'flush',
+  'herd',
+  'sleeping',
+] as const;
 type BenchName = (typeof BENCHMARKS)[number];
 /** Which results key each benchmark writes (baseline metrics start with it). */
 const RESULT_KEY: Record<BenchName, string> = {
   reset: 'resetTransaction',
+  'big-tier': 'bigTier',
   invalidation: 'cacheInvalidation',
   cycles: 'timeSkipping',
   fanout: 'fanOut',
@@ -55,6 +68,7 @@ const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 
 interface Benchmarks {
   resetTransaction?: Record<string, ResetTierFigures>;
+  bigTier?: BigTierFigures;
   cacheInvalidation?: InvalidationFigures;
   timeSkipping?: TimeSkippingFigures;
   fanOut?: FanOutFigures;
@@ -66,6 +80,7 @@ interface Benchmarks {
 interface RunOptions {
   readonly quick: boolean;
   readonly herdSize: number;
+  readonly tierSize: number;
   readonly herdWorkers?: number;
   readonly sleepingSize: number;
   readonly sleepingMinutes?: number;
@@ -90,6 +105,7 @@ function parseRunOptions(argv: readonly string[]): RunOptions {
   return {
     quick,
     herdSize: Math.round(numberArg(argv, 'herd-size') ?? (quick ? 200 : 1_000)),
+    tierSize: Math.round(numberArg(argv, 'tier-size') ?? 1_000_000),
     herdWorkers: numberArg(argv, 'herd-workers'),
     sleepingSize: Math.round(numberArg(argv, 'sleeping-size') ?? (quick ? 200 : 10_000)),
     sleepingMinutes: numberArg(argv, 'sleeping-minutes'),
@@ -168,6 +184,17 @@ async function main(): Promise<number> {
             benchmarks.resetTransaction![String(n)] = await benchResetTier(s, n);
           });
         }
+      }
+      if (only.has('big-tier')) {
+        const bigOptions = bigTierDefaults(opts.tierSize, opts.profile);
+        await attempt(`big tier, ${bigOptions.endUsers} end users with LiteLLM's spend writers`, async () => {
+          benchmarks.bigTier = await benchBigTier(s, bigOptions, async (plan) => {
+            await mkdir(RESULTS_DIR, { recursive: true });
+            const file = `${RESULTS_DIR}big-tier-plan-${bigOptions.endUsers}.txt`;
+            await writeFile(file, `${plan}\n`);
+            log(`reset statement plan: ${file}`);
+          });
+        });
       }
       if (only.has('invalidation')) {
         const tier = benchmarks.resetTransaction?.['40000'];
@@ -324,6 +351,10 @@ async function main(): Promise<number> {
       `${RESULTS_DIR}sleeping-${opts.quick ? 'quick' : opts.sleepingSize}.json`,
       `${own('sleeping', benchmarks.sleeping)}\n`,
     );
+  if (benchmarks.bigTier) {
+    const file = `${RESULTS_DIR}big-tier-${opts.tierSize}.json`;
+    await writeFile(file, await formatJson(own('bigTier', benchmarks.bigTier), file));
+  }
   if (benchmarks.flush)
     await writeFile(
       `${RESULTS_DIR}flush${opts.quick ? '-quick' : ''}.json`,
@@ -388,6 +419,38 @@ function summary(b: Benchmarks): string {
     rows.push([name, 'heap delta MB (max)', tier.maxHeapDeltaMB]);
     rows.push([name, 'peak heap growth MB (max)', tier.maxPeakHeapGrowthMB]);
     rows.push([name, 'RSS delta MB (max)', tier.maxRssDeltaMB]);
+  }
+  const big = b.bigTier;
+  if (big) {
+    const name = `big tier, ${big.endUsers.toLocaleString('en-US')} end users`;
+    rows.push([name, `median ms (${big.runs.length} runs)`, big.medianMs]);
+    rows.push([name, 'runs ms', big.runs.map((r) => r.ms.toFixed(0)).join(' / ')]);
+    rows.push([name, 'rows/s', big.rowsPerSecond]);
+    rows.push([
+      name,
+      'PostgreSQL CPU s per run',
+      big.runs.map((r) => (r.postgresCpuMs === null ? '-' : (r.postgresCpuMs / 1000).toFixed(1))).join(' / '),
+    ]);
+    rows.push([
+      name,
+      'HOT updates / rows updated',
+      big.runs.map((r) => `${r.hotUpdates ?? '-'}/${r.tuplesUpdated ?? '-'}`).join(' '),
+    ]);
+    rows.push([name, 'peak heap growth MB (max)', big.maxPeakHeapGrowthMB]);
+    rows.push([name, 'RSS delta MB (max)', big.maxRssDeltaMB]);
+    for (const [writer, w] of Object.entries(big.writers)) {
+      rows.push([
+        name,
+        `${writer}: flush p99 ms before / during (max)`,
+        `${w.baselineP99 ?? '-'} / ${w.duringP99 ?? '-'} (${w.duringMax ?? '-'})`,
+      ]);
+      rows.push([
+        name,
+        `${writer}: lock timeouts / deadlocks / failed flushes`,
+        `${w.lockTimeouts} / ${w.deadlocks} / ${w.failedFlushes}`,
+      ]);
+    }
+    rows.push([name, 'load average at end of each run', big.runs.map((r) => r.loadAverage[0]).join(' / ')]);
   }
   const inv = b.cacheInvalidation;
   if (inv) {

@@ -359,6 +359,10 @@ type Scope = { kind: 'tier'; includeUnassigned: boolean } | { kind: 'owner' };
 export function zeroSpendSql(type: EntityType, scope: Scope): string {
   const table = ident(type.table);
   const keyCols = type.key.map((k) => `t.${ident(k)}`).join(', ');
+  // Rows are locked in byte order of their key, the order LiteLLM's spend writers take the same locks in (Python's
+  // `sorted()` of the ids, code point order = UTF-8 byte order): under another collation (en_US, ICU) a flush of two
+  // ids and a reset could each hold the lock the other waits for, and the deadlock detector may cancel the reset.
+  const lockOrder = type.key.map((k) => `t.${ident(k)} COLLATE "C"`).join(', ');
   const joinOn = type.key.map((k) => `t.${ident(k)} = old.${ident(k)}`).join(' AND ');
   const entityId =
     type.key.length === 1
@@ -383,7 +387,7 @@ export function zeroSpendSql(type: EntityType, scope: Scope): string {
       SELECT ${keyCols}, t."spend" AS spend_before, params.reset_id, params.cap, params.entity_type
         FROM ${table} t JOIN params ON ${where}
        WHERE t."spend" <> 0
-       ORDER BY ${keyCols}
+       ORDER BY ${lockOrder}
          FOR UPDATE OF t
     ), changed AS (
       UPDATE ${table} t
@@ -392,8 +396,11 @@ export function zeroSpendSql(type: EntityType, scope: Scope): string {
        WHERE ${joinOn}
       RETURNING ${entityId} AS entity_id, old.spend_before, t."spend" AS spend_after, old.reset_id, old.entity_type
     ), audit AS (
+      -- In the primary key's order (reset_id, entity_type, entity_key = id_key(entity_id)): each row then lands
+      -- beside the last one in the index instead of on a random leaf, about 15% of a million-row reset's CPU.
       INSERT INTO ${SCHEMA}.reset_log_entity (reset_id, entity_type, entity_id, spend_before, spend_after)
       SELECT reset_id, entity_type, entity_id, spend_before, spend_after FROM changed
+       ORDER BY reset_id, ${SCHEMA}.id_key(entity_id)
     )
     SELECT reset_id::text AS reset_id, count(*)::int AS n, COALESCE(sum(spend_before), 0)::float8 AS spend_before
       FROM changed GROUP BY reset_id`;
