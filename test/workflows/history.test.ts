@@ -21,7 +21,7 @@ const { History } = proto.temporal.api.history.v1;
 const EventType = proto.temporal.api.enums.v1.EventType;
 const HISTORIES = fileURLToPath(new URL('./histories/', import.meta.url));
 /** The release whose histories `RECORD_HISTORIES=1` writes; CI replays every release's folder. */
-const RELEASE = '0.3.0';
+const RELEASE = '0.4.0';
 /** Every committed history is of the budget `budget:replay`. */
 const RECORDED_WORKFLOW_ID = budgetWorkflowId({ kind: 'budget', id: 'replay' });
 const HOUR = 60 * 60 * 1000;
@@ -278,7 +278,7 @@ describe('budgetEntityWorkflow history', () => {
 
   // A tool for maintainers, not a check: it runs only with RECORD_HISTORIES=1.
   it.runIf(RECORD)('records a scenario history of this release', async () => {
-    // With late-spend checks, so their timers and activities are in the recorded commands.
+    // With late-spend checks on: since 0.4 they are committed with the reset, not scheduled by the workflow.
     const { worker, taskQueue } = await t.worker({ config: { lateSpendDelayMs: 30_000 } });
     await worker.runUntil(async () => {
       const first = nextHour(await t.now());
