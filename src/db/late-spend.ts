@@ -31,6 +31,15 @@ const MATCH: Partial<Record<EntityTypeName, string>> = {
   tag: `s.request_tags @> jsonb_build_array($1::text)`,
 };
 
+/** The spend-log column that names an entity of a single-key type: these are checked set-based. */
+const LOG_COLUMN: Partial<Record<EntityTypeName, string>> = {
+  key: 'api_key',
+  user: '"user"',
+  team: 'team_id',
+  end_user: 'end_user',
+  org: 'organization_id',
+};
+
 export interface LateSpendCorrection {
   readonly entityType: string;
   readonly entityId: string;
@@ -127,34 +136,22 @@ async function checkReset(client: pg.ClientBase, resetId: string): Promise<LateS
 
   // The entities the reset changed, with what it zeroed, and those it found at 0 (the audit leaves them out,
   // yet their late spend counts against the new period too): the rows linked to the tier, or the owner row.
-  const entities = await client.query<{ entity_type: string; entity_id: string; spend_before: number }>(
-    `SELECT entity_type, entity_id, spend_before FROM ${SCHEMA}.reset_log_entity
-      WHERE reset_id = $1 AND entity_type = ANY($2::text[]) ORDER BY entity_type, entity_id`,
-    [resetId, Object.keys(MATCH)],
-  );
-  const seen = new Set(entities.rows.map((r) => `${r.entity_type}\0${r.entity_id}`));
-  for (const linked of await linkedEntities(client, period.budget_kind, period.budget_id)) {
-    if (!seen.has(`${linked.entity_type}\0${linked.entity_id}`))
-      entities.rows.push({ ...linked, spend_before: 0 });
+  let checked = 0;
+  const late: LateEntity[] = [];
+  for (const name of Object.keys(MATCH) as EntityTypeName[]) {
+    const found = LOG_COLUMN[name]
+      ? await lateBySet(client, resetId, name, period)
+      : await lateOneByOne(client, resetId, name, period);
+    checked += found.checked;
+    late.push(...found.late);
   }
+
   const corrections: LateSpendCorrection[] = [];
-  for (const row of entities.rows) {
-    const type = entityType(row.entity_type);
-    const match = MATCH[row.entity_type as EntityTypeName];
-    if (!type || !match) continue;
-    const ids = decodeEntityId(type, row.entity_id);
+  for (const row of late) {
+    const type = entityType(row.entityType)!;
+    const ids = decodeEntityId(type, row.entityId);
     const n = ids.length;
-    // startTime is TIMESTAMP(3) without time zone holding UTC, like every LiteLLM DateTime.
-    const logged = await client.query<{ spend: number }>(
-      `SELECT COALESCE(sum(s.spend), 0)::float8 AS spend FROM "LiteLLM_SpendLogs" s
-        WHERE ${match}
-          AND s."startTime" < ($${n + 1}::timestamptz AT TIME ZONE 'UTC')
-          AND s."startTime" >= ($${n + 2}::timestamptz AT TIME ZONE 'UTC')`,
-      [...ids, period.period_end, period.period_start],
-    );
-    const loggedSpend = logged.rows[0]?.spend ?? 0;
-    const late = loggedSpend - row.spend_before;
-    if (!(late > EPSILON)) continue;
+    const lateSpend = row.logged - row.spendBefore;
     const where = type.key.map((column, i) => `${ident(column)} = $${i + 1}`).join(' AND ');
     // Locked first, so the spend before the correction is exact while LiteLLM keeps adding to it.
     const locked = await client.query<{ spend: number }>(
@@ -165,60 +162,142 @@ async function checkReset(client: pg.ClientBase, resetId: string): Promise<LateS
     if (before === undefined) continue; // the row was deleted since the reset
     const updated = await client.query<{ spend: number }>(
       `UPDATE ${ident(type.table)} SET spend = GREATEST(spend - $${n + 1}, 0) WHERE ${where} RETURNING spend`,
-      [...ids, late],
+      [...ids, lateSpend],
     );
-    const changed = { before, after: updated.rows[0]?.spend ?? before };
+    const after = updated.rows[0]?.spend ?? before;
     await client.query(
       `INSERT INTO ${SCHEMA}.late_spend_correction
          (reset_id, entity_type, entity_id, logged_spend, spend_at_reset, late_spend, spend_before, spend_after)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-      [
-        resetId,
-        row.entity_type,
-        row.entity_id,
-        loggedSpend,
-        row.spend_before,
-        late,
-        changed.before,
-        changed.after,
-      ],
+      [resetId, row.entityType, row.entityId, row.logged, row.spendBefore, lateSpend, before, after],
     );
     corrections.push({
-      entityType: row.entity_type,
-      entityId: row.entity_id,
-      lateSpend: late,
-      spendBefore: changed.before,
-      spendAfter: changed.after,
+      entityType: row.entityType,
+      entityId: row.entityId,
+      lateSpend,
+      spendBefore: before,
+      spendAfter: after,
     });
   }
   await client.query(
     `UPDATE ${SCHEMA}.late_spend_check SET entities_checked = $2, entities_corrected = $3, late_spend_total = $4
       WHERE reset_id = $1`,
-    [resetId, entities.rows.length, corrections.length, corrections.reduce((sum, c) => sum + c.lateSpend, 0)],
+    [resetId, checked, corrections.length, corrections.reduce((sum, c) => sum + c.lateSpend, 0)],
   );
-  return { checked: true, entitiesChecked: entities.rows.length, corrections };
+  return { checked: true, entitiesChecked: checked, corrections };
 }
 
-/** Rows of the checked entity types that belong to a budget: linked to a tier by budget_id, or the owner row. */
-async function linkedEntities(
+/** An entity whose logged spend in the period is more than the reset found: the difference is late. */
+interface LateEntity {
+  readonly entityType: EntityTypeName;
+  readonly entityId: string;
+  readonly spendBefore: number;
+  readonly logged: number;
+}
+
+interface Period {
+  readonly budget_kind: string;
+  readonly budget_id: string;
+  readonly period_start: Date | null;
+  readonly period_end: Date;
+}
+
+/**
+ * The late entities of one type whose spend-log rows name them in one column, in one statement: the period's
+ * spend logs of every candidate (audited, or linked and found at 0) summed per entity and compared with what
+ * the reset zeroed. Only the late ones reach Node, so a tier of a million end users costs one query and no memory
+ * per entity.
+ */
+async function lateBySet(
   client: pg.ClientBase,
-  budgetKind: string,
-  budgetId: string,
-): Promise<Array<{ entity_type: string; entity_id: string }>> {
-  const out: Array<{ entity_type: string; entity_id: string }> = [];
-  for (const name of Object.keys(MATCH) as EntityTypeName[]) {
-    const type = entityType(name);
-    if (!type) continue;
-    const owner = budgetKind === name && type.key.length === 1;
-    if (!owner && !(budgetKind === 'budget' && type.tierLinked)) continue;
-    const column = owner ? type.key[0]! : 'budget_id';
+  resetId: string,
+  name: EntityTypeName,
+  period: Period,
+): Promise<{ checked: number; late: LateEntity[] }> {
+  const type = entityType(name)!;
+  const linked = linkedRows(name, period.budget_kind);
+  const { rows } = await client.query<{ checked: number; late: LateEntity[] }>(
+    `WITH audited AS (
+       SELECT entity_id AS id, spend_before FROM ${SCHEMA}.reset_log_entity WHERE reset_id = $1 AND entity_type = $2
+     ), candidates AS (
+       SELECT id, spend_before FROM audited
+       ${
+         linked
+           ? `UNION ALL
+       SELECT t.${ident(type.key[0]!)}::text, 0 FROM ${ident(type.table)} t
+        WHERE t.${ident(linked)} = $6
+          AND NOT EXISTS (SELECT 1 FROM audited a WHERE a.id = t.${ident(type.key[0]!)}::text)`
+           : ''
+       }
+     ), logged AS (
+       SELECT s.${LOG_COLUMN[name]} AS id, sum(s.spend)::float8 AS spend FROM "LiteLLM_SpendLogs" s
+        WHERE s.${LOG_COLUMN[name]} IN (SELECT id FROM candidates)
+          AND s."startTime" < ($3::timestamptz AT TIME ZONE 'UTC')
+          AND s."startTime" >= ($4::timestamptz AT TIME ZONE 'UTC')
+        GROUP BY 1
+     )
+     SELECT (SELECT count(*) FROM candidates)::int AS checked,
+            COALESCE(json_agg(json_build_object('entityType', $2::text, 'entityId', c.id,
+                                                'spendBefore', c.spend_before, 'logged', l.spend)
+                              ORDER BY c.id), '[]') AS late
+       FROM candidates c JOIN logged l ON l.id = c.id
+      WHERE l.spend - c.spend_before > $5`,
+    [resetId, name, period.period_end, period.period_start, EPSILON, ...(linked ? [period.budget_id] : [])],
+  );
+  return rows[0] ?? { checked: 0, late: [] };
+}
+
+/** The late entities of one type matched by an expression over several columns or a JSON array, one by one. */
+async function lateOneByOne(
+  client: pg.ClientBase,
+  resetId: string,
+  name: EntityTypeName,
+  period: Period,
+): Promise<{ checked: number; late: LateEntity[] }> {
+  const type = entityType(name)!;
+  const audited = await client.query<{ entity_id: string; spend_before: number }>(
+    `SELECT entity_id, spend_before FROM ${SCHEMA}.reset_log_entity
+      WHERE reset_id = $1 AND entity_type = $2 ORDER BY entity_id`,
+    [resetId, name],
+  );
+  const candidates = audited.rows.map((r) => ({ entityId: r.entity_id, spendBefore: r.spend_before }));
+  const seen = new Set(candidates.map((c) => c.entityId));
+  const linked = linkedRows(name, period.budget_kind);
+  if (linked) {
     const { rows } = await client.query<Record<string, string>>(
-      `SELECT ${type.key.map(ident).join(', ')} FROM ${ident(type.table)} WHERE ${ident(column)} = $1`,
-      [budgetId],
+      `SELECT ${type.key.map(ident).join(', ')} FROM ${ident(type.table)} WHERE ${ident(linked)} = $1`,
+      [period.budget_id],
     );
     for (const row of rows) {
-      out.push({ entity_type: name, entity_id: encodeEntityId(type.key.map((k) => String(row[k]))) });
+      const entityId = encodeEntityId(type.key.map((k) => String(row[k])));
+      if (!seen.has(entityId)) candidates.push({ entityId, spendBefore: 0 });
     }
   }
-  return out;
+  const late: LateEntity[] = [];
+  for (const candidate of candidates) {
+    const ids = decodeEntityId(type, candidate.entityId);
+    const n = ids.length;
+    // startTime is TIMESTAMP(3) without time zone holding UTC, like every LiteLLM DateTime.
+    const logged = await client.query<{ spend: number }>(
+      `SELECT COALESCE(sum(s.spend), 0)::float8 AS spend FROM "LiteLLM_SpendLogs" s
+        WHERE ${MATCH[name]}
+          AND s."startTime" < ($${n + 1}::timestamptz AT TIME ZONE 'UTC')
+          AND s."startTime" >= ($${n + 2}::timestamptz AT TIME ZONE 'UTC')`,
+      [...ids, period.period_end, period.period_start],
+    );
+    const spend = logged.rows[0]?.spend ?? 0;
+    if (spend - candidate.spendBefore > EPSILON) late.push({ entityType: name, ...candidate, logged: spend });
+  }
+  return { checked: candidates.length, late };
+}
+
+/**
+ * The column that links rows of a type to the budget being checked: its own key for the owner row of a budget of
+ * that kind, `budget_id` for rows linked to a tier; undefined when no row of the type belongs to it.
+ */
+function linkedRows(name: EntityTypeName, budgetKind: string): string | undefined {
+  const type = entityType(name);
+  if (!type) return undefined;
+  if (budgetKind === name && type.key.length === 1) return type.key[0];
+  return budgetKind === 'budget' && type.tierLinked ? 'budget_id' : undefined;
 }

@@ -162,4 +162,44 @@ describe('late spend reconciliation', () => {
     });
     expect(await spendOf(db.pool, 'LiteLLM_TagTable', { tag_name: tag })).toBeCloseTo(0.02, 10);
   });
+
+  it('checks a tier of 5,000 end users in one pass and corrects only those with late spend, audited or not', async () => {
+    const tier = `${p}-big`;
+    const id = (i: number) => `${p}-eu-${i}`;
+    await insertBudget(db.pool, { id: tier, maxBudget: 1, duration: '1m', resetAt: BOUNDARY });
+    // Every second end user had spend at the reset (audited); the others were at 0 (linked, not audited).
+    await db.pool.query(
+      `INSERT INTO "LiteLLM_EndUserTable" (user_id, spend, budget_id)
+       SELECT $1 || '-eu-' || i, CASE WHEN i % 2 = 0 THEN 0.01 ELSE 0 END, $2 FROM generate_series(1, 5000) AS i`,
+      [p, tier],
+    );
+    // Logged in the period: every audited one its 0.01 (flushed before the reset); three of them were late.
+    await db.pool.query(
+      `INSERT INTO "LiteLLM_SpendLogs" (request_id, call_type, api_key, spend, "startTime", "endTime", end_user)
+       SELECT $1 || '-log-' || i, 'acompletion', '', 0.01, '2026-03-01T00:00:10', '2026-03-01T00:00:10', $1 || '-eu-' || i
+         FROM generate_series(2, 5000, 2) AS i`,
+      [p],
+    );
+    const lateOnes = [id(2), id(3), id(4999)]; // two audited, one found at 0
+    for (const user of lateOnes) {
+      await db.pool.query(
+        `INSERT INTO "LiteLLM_SpendLogs" (request_id, call_type, api_key, spend, "startTime", "endTime", end_user)
+         VALUES ($1, 'acompletion', '', 0.05, '2026-03-01T00:00:59', '2026-03-01T00:00:59', $2)`,
+        [`${user}-late`, user],
+      );
+    }
+    const resetId = await resetTier(tier);
+    for (const user of lateOnes) await flush('LiteLLM_EndUserTable', 'user_id', user, 0.05);
+
+    const result = await reconcileLateSpend(db.pool, resetId);
+
+    expect(result.entitiesChecked).toBe(5_000);
+    expect(result.corrections.map((c) => [c.entityId, c.lateSpend]).sort()).toEqual(
+      lateOnes.map((u) => [u, expect.closeTo(0.05, 10)]).sort(),
+    );
+    for (const user of lateOnes) {
+      expect(await spendOf(db.pool, 'LiteLLM_EndUserTable', { user_id: user })).toBeCloseTo(0, 10);
+    }
+    expect(await spendOf(db.pool, 'LiteLLM_EndUserTable', { user_id: id(6) })).toBe(0);
+  });
 });
