@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { invalidateCorrectedEntities } from './cache/invalidation.js';
-import { checkNextDueReset, type DueCheck } from './db/late-spend.js';
+import { checkNextDueReset, hasDueCheck, type DueCheck } from './db/late-spend.js';
 
 export interface LateSpendSweeperOptions {
   readonly db: pg.Pool;
@@ -46,6 +46,8 @@ export class LateSpendSweeper {
 
   /** Runs every check that is due now; returns how many it ran. */
   async sweep(): Promise<number> {
+    // Nothing due (almost always): one statement, no transaction.
+    if (!(await hasDueCheck(this.options.db))) return 0;
     let checked = 0;
     const lane = async () => {
       for (;;) {

@@ -185,8 +185,8 @@ function startLateSpendSweeper(
     db: pool,
     redis,
     redisNamespace: config.redisNamespace,
-    // Often enough that a check runs within a few seconds of its due time; each look is one index probe.
-    intervalMs: Math.min(5_000, Math.max(500, (config.lateSpendDelayMs ?? 0) / 4)),
+    // A check runs at most half its delay late (15 s at most); an idle look is one statement, 4 a minute.
+    intervalMs: Math.min(15_000, Math.max(1_000, (config.lateSpendDelayMs ?? 0) / 2)),
     concurrency: 2,
     onCheck: (check) => {
       if ('error' in check) {

@@ -63,6 +63,14 @@ export async function reconcileLateSpend(db: pg.Pool, resetId: string): Promise<
   return inTransaction(db, (client) => checkReset(client, resetId));
 }
 
+/** Whether any reset's late-spend check is due: one probe of the partial index, so an idle sweep is one statement. */
+export async function hasDueCheck(db: pg.Pool): Promise<boolean> {
+  const { rows } = await db.query<{ due: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM ${SCHEMA}.reset_log WHERE late_spend_due_at <= now()) AS due`,
+  );
+  return rows[0]?.due === true;
+}
+
 /** What the sweeper did with one due reset: checked it, or failed and postponed (`retryAt`) or dropped (null) it. */
 export type DueCheck =
   | { readonly resetId: string; readonly result: LateSpendResult }
