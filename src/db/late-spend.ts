@@ -119,12 +119,7 @@ export async function checkNextDueReset(
 async function checkReset(client: pg.ClientBase, resetId: string): Promise<LateSpendResult> {
   // The audit row first, locked: a sweeping worker skips a reset being checked here, and one checked by a
   // sweeper is waited for, then found checked below.
-  const reset = await client.query<{
-    budget_kind: string;
-    budget_id: string;
-    period_start: Date | null;
-    period_end: Date;
-  }>(
+  const reset = await client.query<Period>(
     `UPDATE ${SCHEMA}.reset_log SET late_spend_due_at = NULL WHERE id = $1
      RETURNING budget_kind, budget_id, period_start, period_end`,
     [resetId],
