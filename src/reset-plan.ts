@@ -35,6 +35,7 @@ export function planReset(
       reason: request.force.reason,
       requestedBy: request.force.requestedBy,
       requestId: request.force.requestId,
+      requestCount: request.force.requestCount,
     };
   }
   const due = new Date(request.expectedResetAt);

@@ -25,6 +25,8 @@ export interface ResetRequest {
   readonly requestedBy?: string;
   /** A forced reset's request id: its retry finds the committed reset by it (unique per budget in the audit). */
   readonly requestId?: string;
+  /** A forced reset: how many queued requests it answers (the first is `requestId`); recorded in the audit. */
+  readonly requestCount?: number;
   /**
    * The boundary a scheduled reset was due at. When set, lateness is measured again when the transaction
    * commits (the truthful figure after an outage), and a reset later than the grace becomes a catch-up.
@@ -57,6 +59,8 @@ export interface PlannedResetRequest {
     readonly reanchor: boolean;
     /** The request this reset answers (the first of a batch); makes a retried attempt commit once. */
     readonly requestId?: string;
+    /** How many queued requests the reset answers, the first one included (absent: one). */
+    readonly requestCount?: number;
   };
   /** A boundary passed while paused: record the scheduled reset as a catch-up. */
   readonly catchUp?: boolean;
@@ -80,6 +84,11 @@ export type ResetResult =
        * honouring the field for histories and carried checks of 0.3.
        */
       readonly lateSpendCheckInMs?: number;
+      /**
+       * Set when a forced reset was found already committed by an earlier attempt of the same request: how many of
+       * the queued requests that attempt answered. A retried workflow task may hold more, which arrived after it.
+       */
+      readonly requestsAnswered?: number;
       readonly entityCount: number;
       readonly spendTotal: number;
       /** Entities changed per entity type. */

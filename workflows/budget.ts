@@ -4,6 +4,7 @@ import {
   condition,
   continueAsNew,
   log,
+  patched,
   proxyLocalActivities,
   setCurrentDetails,
   setHandler,
@@ -62,6 +63,11 @@ const ARM_LEAD_MIN_MS = 10_000;
 const ARM_LEAD_SPREAD_MS = 230_000;
 /** Answered forced-reset request ids remembered for deduplication (carried across continue-as-new). */
 const REMEMBERED_REQUESTS = 200;
+/**
+ * Release 0.5: a forced reset found already committed answers only the requests it answered when it committed;
+ * requests that reached a retried workflow task after that commit get a reset of their own.
+ */
+const ANSWER_ONLY_COMMITTED_REQUESTS = 'forced-reset-answers-only-committed-requests';
 
 // All database work runs as local activities in the worker that holds the workflow: no task-queue round trip at
 // the boundary, and a reset costs a marker event instead of three events and a workflow task. It retries with
@@ -427,28 +433,47 @@ class BudgetEntity {
     const batch = this.pending.filter((p) => (p.args.reanchor ?? false) === reanchor);
     this.pending.splice(0, this.pending.length, ...this.pending.filter((p) => !batch.includes(p)));
     let answer: ResetAnswer;
+    let answered = batch;
     if (this.schedule.kind !== 'scheduled') {
       const why = this.schedule.kind === 'invalid' ? this.schedule.problem : 'the budget no longer exists';
       answer = { outcome: 'failed', detail: why };
     } else {
       const more = batch.length > 1 ? ` (+${batch.length - 1} more requests)` : '';
-      answer = await this.reset({
+      const done = await this.reset({
         force: {
           reason: `${first.args.reason}${more}`,
           requestedBy: first.args.requestedBy,
           reanchor,
           requestId: first.requestId,
+          requestCount: batch.length,
         },
       });
+      answer = done.answer;
+      // The reset was committed by an earlier attempt of this workflow task, before the later requests of this
+      // batch arrived: they go back to the head of the queue for a reset that starts after them.
+      const committedFor = done.requestsAnswered;
+      if (
+        committedFor !== undefined &&
+        committedFor < batch.length &&
+        patched(ANSWER_ONLY_COMMITTED_REQUESTS)
+      ) {
+        answered = batch.slice(0, committedFor);
+        this.pending.unshift(...batch.slice(committedFor));
+      }
     }
-    for (const p of batch)
+    for (const p of answered)
       this.requests.set(p.requestId, { ...answer, requestId: p.requestId } as ForcedResetResult);
     this.trimRequests();
   }
 
-  /** One reset and its cache invalidation; returns what happened, as a forced reset's caller sees it. */
-  private async reset(what: Pick<PlannedResetRequest, 'force' | 'catchUp'>): Promise<ResetAnswer> {
-    if (this.schedule.kind !== 'scheduled') return { outcome: 'failed', detail: 'no schedule' };
+  /**
+   * One reset and its cache invalidation; returns what happened, as a forced reset's caller sees it, and for a
+   * forced reset found committed by an earlier attempt, how many queued requests that attempt answered.
+   */
+  private async reset(
+    what: Pick<PlannedResetRequest, 'force' | 'catchUp'>,
+  ): Promise<{ answer: ResetAnswer; requestsAnswered?: number }> {
+    if (this.schedule.kind !== 'scheduled') return { answer: { outcome: 'failed', detail: 'no schedule' } };
     const expected = this.schedule.nextResetAt;
     let result;
     try {
@@ -456,11 +481,11 @@ class BudgetEntity {
     } catch (error) {
       if (isNotFound(error)) this.end(this.removedResult('row_deleted'));
       else this.markInvalid(this.schedule.duration, describe(error));
-      return { outcome: 'failed', detail: describe(error) };
+      return { answer: { outcome: 'failed', detail: describe(error) } };
     }
     if (result.outcome === 'expired') {
       this.end(this.removedResult('key_expired'));
-      return { outcome: 'failed', detail: 'the key is past its expires time' };
+      return { answer: { outcome: 'failed', detail: 'the key is past its expires time' } };
     }
     if (result.outcome === 'already_reset') {
       // Someone else moved the schedule (our own committed retry, LiteLLM's job, an operator): adopt the row.
@@ -473,7 +498,9 @@ class BudgetEntity {
       } else {
         this.reloadRequested = true;
       }
-      return { outcome: 'already_reset', detail: `budget_reset_at is now ${result.currentResetAt}` };
+      return {
+        answer: { outcome: 'already_reset', detail: `budget_reset_at is now ${result.currentResetAt}` },
+      };
     }
     this.cycle += 1;
     this.periodStart = result.periodEnd;
@@ -514,13 +541,16 @@ class BudgetEntity {
     }
     this.publish();
     return {
-      outcome: 'reset',
-      resetId: result.resetId,
-      periodEnd: result.periodEnd,
-      nextResetAt: result.nextResetAt,
-      entityCount: result.entityCount,
-      spendTotal: result.spendTotal,
-      cachesInvalidated,
+      answer: {
+        outcome: 'reset',
+        resetId: result.resetId,
+        periodEnd: result.periodEnd,
+        nextResetAt: result.nextResetAt,
+        entityCount: result.entityCount,
+        spendTotal: result.spendTotal,
+        cachesInvalidated,
+      },
+      requestsAnswered: result.requestsAnswered,
     };
   }
 

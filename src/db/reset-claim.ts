@@ -19,13 +19,14 @@ export async function claimPeriods(
   const inserted = await client.query<{ id: string; budget_id: string }>(
     `INSERT INTO ${SCHEMA}.reset_log
        (budget_kind, budget_id, period_start, period_end, next_reset_at, late_by_ms, missed_periods, trigger,
-        reason, requested_by, workflow_id, run_id, request_id)
+        reason, requested_by, workflow_id, run_id, request_id, request_count)
      SELECT $1, u.budget_id, u.period_start, u.period_end, u.next_reset_at, u.late_by_ms, u.missed_periods,
-            u.trigger, u.reason, u.requested_by, u.workflow_id, u.run_id, u.request_id
+            u.trigger, u.reason, u.requested_by, u.workflow_id, u.run_id, u.request_id, u.request_count
        FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::bigint[],
-                   $7::int[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+                   $7::int[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+                   $14::int[])
             AS u(budget_id, period_start, period_end, next_reset_at, late_by_ms, missed_periods,
-                 trigger, reason, requested_by, workflow_id, run_id, request_id)
+                 trigger, reason, requested_by, workflow_id, run_id, request_id, request_count)
      -- Either key: the period (reset_log_period_unique) or a forced reset's request (reset_log_request_unique).
      ON CONFLICT DO NOTHING
      RETURNING id, budget_id`,
@@ -43,6 +44,7 @@ export async function claimPeriods(
       column((r) => storableText(r.workflowId)),
       column((r) => storableText(r.runId)),
       column((r) => (r.trigger === 'forced' ? storableText(r.requestId) : null)),
+      column((r) => (r.trigger === 'forced' ? requestCount(r.requestCount) : null)),
     ],
   );
   return new Map(inserted.rows.map((row) => [row.budget_id, String(row.id)]));
@@ -58,4 +60,9 @@ function storableText(value: unknown): string | null {
   // A message that skipped validation may carry a number or an object where text belongs: store it as JSON.
   const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
   return text.replaceAll('\u0000', '\uFFFD');
+}
+
+/** A forced reset's request count as the audit stores it: a whole number of at least one (one when absent). */
+function requestCount(value: unknown): number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 1 ? Math.min(value, 2 ** 31 - 1) : 1;
 }

@@ -427,8 +427,10 @@ export async function findCommittedReset(
     missed_periods: number;
     entity_count: number;
     spend_total: number;
+    request_count: number | null;
   }>(
-    `SELECT id, period_end, next_reset_at, trigger, late_by_ms, missed_periods, entity_count, spend_total
+    `SELECT id, period_end, next_reset_at, trigger, late_by_ms, missed_periods, entity_count, spend_total,
+            request_count
        FROM ${SCHEMA}.reset_log
       WHERE budget_kind = $1 AND budget_key = ${SCHEMA}.id_key($2) AND workflow_id = $4
         AND ${forced ? `request_id IS NOT NULL AND ${SCHEMA}.id_key(request_id) = ${SCHEMA}.id_key($3)` : 'period_end = $3'}`,
@@ -447,6 +449,7 @@ export async function findCommittedReset(
     entityCount: row.entity_count,
     spendTotal: row.spend_total,
     byType: {},
+    ...(forced && row.request_count !== null ? { requestsAnswered: row.request_count } : {}),
   };
 }
 

@@ -1,4 +1,4 @@
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { Redis } from 'ioredis';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,12 @@ import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
 import { freePort } from '../../dev/provision/ports.js';
 import { startRedis, type RunningRedis } from '../../dev/provision/redis.js';
 import { BUDGET_WORKFLOW_TYPE } from '../../src/temporal/budget-workflows.js';
-import { resetNowUpdate, statusQuery, type BudgetStatus } from '../../src/temporal/messages.js';
+import {
+  forceResetSignal,
+  resetNowUpdate,
+  statusQuery,
+  type BudgetStatus,
+} from '../../src/temporal/messages.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag, resetAtOf, spendOf } from '../helpers/litellm-rows.js';
@@ -69,9 +74,17 @@ async function dueTier(taskQueue: string): Promise<{ ref: BudgetRef; tag: string
   return { ref, tag, boundary };
 }
 
-async function auditRows(ref: BudgetRef): Promise<Array<{ period_end: Date; entity_count: number }>> {
-  const { rows } = await db.pool.query<{ period_end: Date; entity_count: number }>(
-    `SELECT period_end, entity_count FROM budget_lifecycle.reset_log WHERE budget_kind = $1 AND budget_id = $2`,
+interface AuditRow {
+  period_end: Date;
+  entity_count: number;
+  spend_total: number;
+  reason: string | null;
+}
+
+async function auditRows(ref: BudgetRef): Promise<AuditRow[]> {
+  const { rows } = await db.pool.query<AuditRow>(
+    `SELECT period_end, entity_count, spend_total, reason FROM budget_lifecycle.reset_log
+      WHERE budget_kind = $1 AND budget_id = $2 ORDER BY id`,
     [ref.kind, ref.id],
   );
   return rows;
@@ -114,6 +127,40 @@ async function expectResetOnce(ref: BudgetRef, tag: string, boundary: string): P
   expect(await resetAtOf(db.pool, 'LiteLLM_BudgetTable', 'budget_id', ref.id)).toBe(s.nextResetAt);
   // 1h boundaries fall on the hour: the next one is the first after the boundary reset.
   expect(Date.parse(s.nextResetAt!)).toBe((Math.floor(Date.parse(boundary) / 3_600_000) + 1) * 3_600_000);
+}
+
+/**
+ * A tier two hours from its boundary (no scheduled reset gets in the way of forced ones) with one tag of spend 9,
+ * its workflow started on `taskQueue` and settled.
+ */
+async function idleTier(
+  taskQueue: string,
+  options: { workflowTaskTimeout?: string } = {},
+): Promise<{ ref: BudgetRef; tag: string; handle: WorkflowHandle }> {
+  const ref: BudgetRef = { kind: 'budget', id: `${taskQueue}-tier` };
+  const tag = `${taskQueue}-tag`;
+  const boundary = new Date(Math.ceil((Date.now() + 7_200_000) / 3_600_000) * 3_600_000).toISOString();
+  await insertBudget(db.pool, { id: ref.id, duration: '1h', resetAt: boundary });
+  await insertTag(db.pool, { name: tag, spend: 9, budgetId: ref.id });
+  const handle = await client.workflow.start(BUDGET_WORKFLOW_TYPE, {
+    taskQueue,
+    workflowId: budgetWorkflowId(ref),
+    args: [ref],
+    ...options,
+  });
+  started.push(handle.workflowId);
+  await vi.waitFor(async () => expect((await status(ref)).nextResetAt).toBe(boundary), {
+    timeout: LIMITS.workflowStep,
+    interval: 250,
+  });
+  return { ref, tag, handle };
+}
+
+/** Kills the frozen Redis and starts a fresh one on the same port: what the dead worker sent it is gone. */
+async function restartRedis(): Promise<void> {
+  process.kill(redisServer!.pid, 'SIGKILL');
+  await redisServer!.stop();
+  redisServer = await startRedis({ dataDir: scratch, port: redisPort });
 }
 
 describe('a worker SIGKILLed during a reset', () => {
@@ -176,9 +223,7 @@ describe('a worker SIGKILLed during a reset', () => {
     await first.kill();
     // A fresh Redis on the same port: commands the dead worker left in the frozen server's socket are gone with
     // it, so whatever invalidates the keys below is the restarted worker.
-    process.kill(redisServer!.pid, 'SIGKILL');
-    await redisServer!.stop();
-    redisServer = await startRedis({ dataDir: scratch, port: redisPort });
+    await restartRedis();
     const redis = new Redis({ port: redisPort, host: '127.0.0.1' });
     try {
       const cached = `${taskQueue}:tag:${tag}`;
@@ -200,22 +245,8 @@ describe('a worker SIGKILLed during a reset', () => {
     const taskQueue = uniqueName('kill-forced');
     const env = workerEnv(taskQueue, `redis://127.0.0.1:${redisPort}`);
     const first = await worker(env);
-    const ref: BudgetRef = { kind: 'budget', id: `${taskQueue}-tier` };
-    const tag = `${taskQueue}-tag`;
-    // Two hours ahead: no scheduled reset gets in the way.
-    const boundary = new Date(Math.ceil((Date.now() + 7_200_000) / 3_600_000) * 3_600_000).toISOString();
-    await insertBudget(db.pool, { id: ref.id, duration: '1h', resetAt: boundary });
-    await insertTag(db.pool, { name: tag, spend: 9, budgetId: ref.id });
-    const handle = await client.workflow.start(BUDGET_WORKFLOW_TYPE, {
-      taskQueue,
-      workflowId: budgetWorkflowId(ref),
-      args: [ref],
-    });
-    started.push(handle.workflowId);
-    await vi.waitFor(async () => expect((await status(ref)).nextResetAt).toBe(boundary), {
-      timeout: LIMITS.workflowStep,
-      interval: 250,
-    });
+    const { ref, tag, handle } = await idleTier(taskQueue);
+    const boundary = (await status(ref)).nextResetAt;
     // The invalidation after the commit hangs on a frozen Redis, so the workflow task that ran the reset is still
     // open (nothing recorded in history) when the worker dies.
     process.kill(redisServer!.pid, 'SIGSTOP');
@@ -227,9 +258,7 @@ describe('a worker SIGKILLed during a reset', () => {
       interval: 100,
     });
     await first.kill();
-    process.kill(redisServer!.pid, 'SIGKILL');
-    await redisServer!.stop();
-    redisServer = await startRedis({ dataDir: scratch, port: redisPort });
+    await restartRedis();
     // Spend of the new period, written after the commit: the retried attempt must not erase it.
     await db.pool.query(`UPDATE "LiteLLM_TagTable" SET spend = 4 WHERE tag_name = $1`, [tag]);
     const redis = new Redis({ port: redisPort, host: '127.0.0.1' });
@@ -257,5 +286,42 @@ describe('a worker SIGKILLed during a reset', () => {
     } finally {
       redis.disconnect();
     }
+  });
+
+  it('forced requests that arrive after a forced reset committed and before the workflow recorded it get a reset of their own', async () => {
+    const taskQueue = uniqueName('kill-forced-more');
+    const env = workerEnv(taskQueue, `redis://127.0.0.1:${redisPort}`);
+    const first = await worker(env);
+    // A workflow task timeout longer than the default 10 s: the worker reports a long task as alive (recording what
+    // it has so far) at 80% of it, and the worker must die before that, with the reset committed but not recorded.
+    const { ref, tag, handle } = await idleTier(taskQueue, { workflowTaskTimeout: '30s' });
+    process.kill(redisServer!.pid, 'SIGSTOP');
+    await handle.signal(forceResetSignal, { reason: 'before', requestId: 'more-1' });
+    await vi.waitFor(async () => expect(await auditRows(ref)).toHaveLength(1), {
+      timeout: LIMITS.workflowStep,
+      interval: 100,
+    });
+    // Spend of the new period, then a second request, both after the first reset committed: the retried workflow
+    // task sees both requests at once, and only the first was answered by the committed reset.
+    await db.pool.query(`UPDATE "LiteLLM_TagTable" SET spend = 4 WHERE tag_name = $1`, [tag]);
+    await handle.signal(forceResetSignal, { reason: 'after', requestId: 'more-2' });
+    await first.kill();
+    await restartRedis();
+    await worker(env);
+    const s = await vi.waitFor(
+      async () => {
+        const current = await status(ref);
+        if (current.cycle < 2) throw new Error(`not reset twice yet: ${JSON.stringify(current)}`);
+        return current;
+      },
+      { timeout: LIMITS.workflowStep * 2, interval: 250 },
+    );
+    expect(s).toMatchObject({ state: 'active', cycle: 2, lastError: null });
+    const rows = await auditRows(ref);
+    expect(rows.map((r) => [r.reason, r.entity_count, r.spend_total])).toEqual([
+      ['before', 1, 9],
+      ['after', 1, 4],
+    ]);
+    expect(await spendOf(db.pool, 'LiteLLM_TagTable', { tag_name: tag })).toBe(0);
   });
 });

@@ -1,5 +1,10 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { existingTables, loadBudgetRow, resetBudgetTransaction } from '../../src/db/reset-transaction.js';
+import {
+  existingTables,
+  findCommittedReset,
+  loadBudgetRow,
+  resetBudgetTransaction,
+} from '../../src/db/reset-transaction.js';
 import { BudgetNotFoundError } from '../../src/errors.js';
 import type { ResetRequest } from '../../src/reset-types.js';
 import { scheduledReset } from '../helpers/reset-requests.js';
@@ -324,6 +329,36 @@ describe('resetBudget transaction', () => {
     expect((await reset(forced)).outcome).toBe('already_reset');
     expect(await spendOf(db.pool, 'LiteLLM_TagTable', { tag_name: `${p}-tag` })).toBe(1);
     expect(await resetAtOf(db.pool, 'LiteLLM_BudgetTable', 'budget_id', `${p}-tier`)).toBe(NEXT);
+  });
+
+  it('finds a forced request committed by an earlier attempt, with the number of requests it answered', async () => {
+    await insertBudget(db.pool, { id: `${p}-tier`, duration: '30d', resetAt: NEXT });
+    await insertTag(db.pool, { name: `${p}-tag`, spend: 3, budgetId: `${p}-tier` });
+    const attempt = (periodEnd: string, requestCount: number) =>
+      request({
+        kind: 'budget',
+        id: `${p}-tier`,
+        expectedResetAt: NEXT,
+        periodEnd,
+        nextResetAt: NEXT,
+        trigger: 'forced',
+        reason: 'drill',
+        requestId: `${p}-r1`,
+        workflowId: `budget/${p}-tier`,
+        requestCount,
+      });
+    const first = attempt('2026-03-10T12:00:00.000Z', 2);
+    expect((await reset(first)).outcome).toBe('reset');
+    // The retried workflow task decides again: a later instant, and more requests queued behind the first.
+    const retried = attempt('2026-03-10T12:00:40.000Z', 5);
+    expect((await reset(retried)).outcome).toBe('already_reset');
+    expect(await findCommittedReset(db.pool, retried)).toMatchObject({
+      outcome: 'reset',
+      periodEnd: first.periodEnd,
+      entityCount: 1,
+      spendTotal: 3,
+      requestsAnswered: 2,
+    });
   });
 
   it('rolls everything back when one statement fails', async () => {
