@@ -128,7 +128,10 @@ async function unreachable(target: TemporalTarget, error: unknown): Promise<Temp
   );
 }
 
-/** A client connection, failing fast with a clear message when the server is down. */
+/**
+ * A client connection, failing with a clear message when the server is down: a refused connection fails at once;
+ * a server that accepts but does not answer gets 10 s, enough for a busy server on a busy host.
+ */
 export async function connectClient(
   target: TemporalTarget,
 ): Promise<{ client: Client; connection: Connection }> {
@@ -136,7 +139,7 @@ export async function connectClient(
     const connection = await Connection.connect({
       ...target.options,
       address: target.address,
-      connectTimeout: 5_000,
+      connectTimeout: 10_000,
     });
     return { client: new Client({ connection, namespace: target.namespace }), connection };
   } catch (error) {

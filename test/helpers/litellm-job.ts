@@ -191,17 +191,21 @@ export async function litellmCommitTiers(client: pg.ClientBase, cascade: TierCas
 
 /**
  * LiteLLM's spend writer: `spend = spend + x` on a key; returns the key's `budget_reset_at` the increment landed
- * under (null for a key without a schedule of its own).
+ * under (null for a key without a schedule of its own). An increment chosen as a deadlock victim (it waits behind
+ * two resetters' batch transactions) was rolled back, and LiteLLM sends it again (`db_write_failure_is_requeue_safe`
+ * in its spend writer), so it is retried here until it lands.
  */
 export async function litellmAddKeySpend(
   db: pg.Pool | pg.ClientBase,
   token: string,
   amount: number,
 ): Promise<string | null> {
-  const { rows } = await db.query<{ at: Date | null }>(
-    `UPDATE "LiteLLM_VerificationToken" SET spend = spend + $2 WHERE token = $1
-     RETURNING budget_reset_at AT TIME ZONE 'UTC' AS at`,
-    [token, amount],
+  const { rows } = await retryDeadlock(() =>
+    db.query<{ at: Date | null }>(
+      `UPDATE "LiteLLM_VerificationToken" SET spend = spend + $2 WHERE token = $1
+       RETURNING budget_reset_at AT TIME ZONE 'UTC' AS at`,
+      [token, amount],
+    ),
   );
   const [row] = rows;
   if (!row) throw new Error(`no key ${token}`);
