@@ -130,6 +130,14 @@ export class BudgetTestEnv {
     );
   }
 
+  /**
+   * Counts a workflow the test did not start itself (the supervisor, or a budget workflow the supervisor started)
+   * as one of its own: waited on before the worker stops, terminated after the test.
+   */
+  adopt(workflowId: string): void {
+    this.started.add(workflowId);
+  }
+
   async start(
     ref: BudgetRef,
     taskQueue: string,
