@@ -4,7 +4,7 @@ import { Worker, bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
 import { LEGACY_BUDGET_WORKFLOW_TYPE } from '../../src/temporal/budget-workflows.js';
 import {
@@ -23,6 +23,7 @@ import {
   type SupervisorPass,
 } from '../../workflows/supervisor.js';
 import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
+import { createTestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertKey, insertTag } from '../helpers/litellm-rows.js';
 
@@ -294,14 +295,17 @@ describe('budgetEntityWorkflow history', () => {
   // spend, which a reset zeroes whatever its amount. So one write per pass tests what 1,440 a day would, and the
   // span is bounded by the cost of its reset cycles, not of its flushes.
   it('keeps a daily budget bounded while the supervisor runs through a year of spend flushes', async () => {
-    const { worker, taskQueue } = await t.worker();
+    // The supervisor starts a workflow for every budget in its database: this one holds only the budget under test.
+    const db = await createTestDatabase();
+    onTestFinished(() => db.drop());
+    const { worker, taskQueue } = await t.worker({ db: db.pool });
     await worker.runUntil(async () => {
       const first = new Date(Math.floor((await t.now()).getTime() / DAY) * DAY + DAY);
       // A key with its own budget: the very row that holds the schedule takes the flushes.
       const ref: BudgetRef = { kind: 'key', id: 'long-lived' };
-      await insertKey(t.db.pool, { token: ref.id, duration: '1d', resetAt: first.toISOString() });
+      await insertKey(db.pool, { token: ref.id, duration: '1d', resetAt: first.toISOString() });
       const flush = () =>
-        t.db.pool.query(
+        db.pool.query(
           `UPDATE "LiteLLM_VerificationToken" SET spend = spend + 0.25, updated_at = now() WHERE token = $1`,
           [ref.id],
         );
@@ -345,7 +349,7 @@ describe('budgetEntityWorkflow history', () => {
       const boundaries = status.cycle;
       expect(boundaries).toBeGreaterThanOrEqual(LONG_RUN.days);
       expect(status.nextResetAt).toBe(new Date(first.getTime() + boundaries * DAY).toISOString());
-      const log = await t.resetLog(ref);
+      const log = await t.resetLog(ref, db.pool);
       expect(log.map((r) => [r.period_end.toISOString(), r.trigger])).toEqual(
         Array.from({ length: boundaries }, (_, i) => [
           new Date(first.getTime() + i * DAY).toISOString(),
