@@ -361,7 +361,7 @@ describe('budgetEntityWorkflow history', () => {
       const runs: Array<{ runId: string; events: number; signals: string[] }> = [];
       for (let runId: string | undefined = firstRun; runId !== undefined;) {
         const history = await t.env.client.workflow.getHandle(t.handle(ref).workflowId, runId).fetchHistory();
-        const events = history.events ?? [];
+        const events: proto.temporal.api.history.v1.IHistoryEvent[] = history.events ?? [];
         runs.push({
           runId,
           events: events.length,
