@@ -50,8 +50,8 @@ import {
 
 /**
  * A run continues as new once its history passes this many events (or sooner when the server suggests it), at
- * whatever it is waiting for. About 10 events a reset cycle: some 100 cycles a run, and a replay after a cache
- * eviction stays cheap.
+ * whatever it is waiting for. About 15 events a scheduled reset cycle (see the README): some 70 cycles a run, and a
+ * replay after a cache eviction stays cheap.
  */
 export const MAX_HISTORY_EVENTS = 1_000;
 /**

@@ -3,6 +3,7 @@ import proto from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker, WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { Redis } from 'ioredis';
+import type pg from 'pg';
 import { afterAll, afterEach, beforeAll, vi } from 'vitest';
 import type { ActivityDeps } from '../../activities/index.js';
 import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
@@ -69,12 +70,15 @@ export class BudgetTestEnv {
       taskQueue?: string;
       /** Another Redis client for the activities (e.g. one that cannot connect). */
       redis?: Redis;
+      /** Another database for the activities (a test that needs one to itself). */
+      db?: pg.Pool;
     } = {},
   ): Promise<{ worker: Worker; taskQueue: string }> {
     const taskQueue = options.taskQueue ?? uniqueName('tq');
     const deps = {
       ...this.deps(options.config, options.schedule),
       ...(options.redis ? { redis: options.redis } : {}),
+      ...(options.db ? { db: options.db } : {}),
     };
     const worker = await createBudgetWorker({
       connection: this.env.nativeConnection,
@@ -128,6 +132,14 @@ export class BudgetTestEnv {
       },
       { timeout: LIMITS.workflowStep, interval: 50 },
     );
+  }
+
+  /**
+   * Counts a workflow the test did not start itself (the supervisor, or a budget workflow the supervisor started)
+   * as one of its own: waited on before the worker stops, terminated after the test.
+   */
+  adopt(workflowId: string): void {
+    this.started.add(workflowId);
   }
 
   async start(
@@ -198,8 +210,9 @@ export class BudgetTestEnv {
     if (target > now) await this.env.sleep(target - now);
   }
 
-  async resetLog(ref: BudgetRef) {
-    const { rows } = await this.db.pool.query<{
+  /** The budget's audited resets, oldest first (from the file's database unless given another). */
+  async resetLog(ref: BudgetRef, db: pg.Pool = this.db.pool) {
+    const { rows } = await db.query<{
       id: string;
       period_end: Date;
       next_reset_at: Date;

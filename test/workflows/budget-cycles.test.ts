@@ -1,19 +1,22 @@
 import { describe, expect, it } from 'vitest';
 import type { BudgetRef } from '../../src/budget-ref.js';
 import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
+import { LIMITS } from '../helpers/limits.js';
 import {
   insertBudget,
   insertKey,
   insertTag,
   insertTeam,
   insertUser,
+  resetAtOf,
   spendOf,
 } from '../helpers/litellm-rows.js';
 
 let t: BudgetTestEnv;
 useBudgetTestEnv((env) => (t = env));
 
-const DAY = 24 * 60 * 60 * 1000;
+const HOUR = 60 * 60 * 1000;
+const DAY = 24 * HOUR;
 
 /** The next UTC midnight after `now`. */
 function nextUtcMidnight(now: Date): Date {
@@ -175,6 +178,43 @@ describe('budgetWorkflow over many cycles (time skipping)', () => {
         expect(row.period_end.getUTCHours()).toBe(18);
         expect(row.period_end.getUTCMinutes()).toBe(30);
       }
+    });
+  });
+
+  it('ends a key whose expires passes during a period at its next boundary, leaving its spend', async () => {
+    const { worker, taskQueue } = await t.worker();
+    await worker.runUntil(async () => {
+      const first = new Date(Math.floor((await t.now()).getTime() / HOUR) * HOUR + HOUR);
+      const second = new Date(first.getTime() + HOUR);
+      const ref: BudgetRef = { kind: 'key', id: 'expiring' };
+      const where = { token: ref.id };
+      await insertKey(t.db.pool, {
+        token: ref.id,
+        spend: 2,
+        duration: '1h',
+        resetAt: first.toISOString(),
+        // Halfway through the second period, in workflow time (the time-skipping server's clock).
+        expires: new Date(first.getTime() + HOUR / 2).toISOString(),
+      });
+      const handle = await t.start(ref, taskQueue);
+      await t.sleepUntil(first);
+      await t.waitForStatus(ref, (s) => s.cycle === 1 && s.nextResetAt === second.toISOString());
+      expect(await spendOf(t.db.pool, 'LiteLLM_VerificationToken', where)).toBe(0);
+      // Spent before it expired.
+      await t.db.pool.query(`UPDATE "LiteLLM_VerificationToken" SET spend = 3 WHERE token = $1`, [ref.id]);
+
+      await t.sleepUntil(second);
+      await expect
+        .poll(async () => (await handle.describe()).status.name, { timeout: LIMITS.workflowStep })
+        .toBe('COMPLETED');
+      expect(await handle.result()).toMatchObject({ ...ref, reason: 'key_expired', cycle: 1 });
+      // As LiteLLM's job, which selects only keys not past `expires`: nothing zeroed, budget_reset_at left, no
+      // second period in the audit.
+      expect(await spendOf(t.db.pool, 'LiteLLM_VerificationToken', where)).toBe(3);
+      expect(await resetAtOf(t.db.pool, 'LiteLLM_VerificationToken', 'token', ref.id)).toBe(
+        second.toISOString(),
+      );
+      expect((await t.resetLog(ref)).map((r) => r.period_end.toISOString())).toEqual([first.toISOString()]);
     });
   });
 });

@@ -1,9 +1,10 @@
+import type { WorkflowHandle } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { Worker, bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
 import { LEGACY_BUDGET_WORKFLOW_TYPE } from '../../src/temporal/budget-workflows.js';
 import {
@@ -14,8 +15,17 @@ import {
   scheduleChangedSignal,
 } from '../../src/temporal/messages.js';
 import { MIN_HISTORY_EVENTS } from '../../src/temporal/message-validation.js';
+import { ensureSupervisor } from '../../src/worker-process.js';
+import { MAX_HISTORY_EVENTS } from '../../workflows/budget.js';
+import {
+  supervisorStatusQuery,
+  supervisorWorkflowId,
+  type SupervisorPass,
+} from '../../workflows/supervisor.js';
 import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
-import { insertBudget, insertTag } from '../helpers/litellm-rows.js';
+import { createTestDatabase } from '../helpers/database.js';
+import { LIMITS } from '../helpers/limits.js';
+import { insertBudget, insertKey, insertTag } from '../helpers/litellm-rows.js';
 
 const { History } = proto.temporal.api.history.v1;
 const EventType = proto.temporal.api.enums.v1.EventType;
@@ -26,6 +36,17 @@ const RELEASE = '0.4.0';
 const RECORDED_WORKFLOW_ID = budgetWorkflowId({ kind: 'budget', id: 'replay' });
 const HOUR = 60 * 60 * 1000;
 const DAY = 24 * HOUR;
+/**
+ * The long run of a daily budget beside the supervisor: its span (each day costs a reset cycle), how often the
+ * supervisor looks (not a divisor of a day, so its passes fall at every time of day, before and after boundaries)
+ * and sweeps, and how long after a pass's interval the test waits for the next one to have run.
+ */
+const LONG_RUN = {
+  days: 365,
+  syncIntervalMs: 97 * HOUR,
+  fullSweepIntervalMs: 30 * DAY,
+  passSlackMs: 10 * 60_000,
+} as const;
 /** `RECORD_HISTORIES=1 npx vitest run test/workflows/history.test.ts` rewrites this release's histories. */
 const RECORD = process.env.RECORD_HISTORIES === '1';
 
@@ -40,6 +61,23 @@ async function runIds(workflowId: string, seen: Set<string>): Promise<void> {
 
 async function eventsOf(workflowId: string, runId: string): Promise<number> {
   return (await t.env.client.workflow.getHandle(workflowId, runId).fetchHistory()).events?.length ?? 0;
+}
+
+/** Waits (real time) for the supervisor's status once it has made more than `passes` passes. */
+async function passAfter(
+  supervisor: WorkflowHandle,
+  passes: number,
+): Promise<{ passes: number; lastPass: SupervisorPass }> {
+  return vi.waitFor(
+    async () => {
+      const { passes: made, lastPass } = await t.env.client.withDeadline(Date.now() + LIMITS.query, () =>
+        supervisor.query(supervisorStatusQuery),
+      );
+      if (made <= passes || !lastPass) throw new Error(`no pass after ${passes} yet`);
+      return { passes: made, lastPass };
+    },
+    { timeout: LIMITS.workflowStep, interval: 50 },
+  );
 }
 
 /** Holds the budget row locked, so a reset of it waits until `release` is called. */
@@ -249,32 +287,97 @@ describe('budgetEntityWorkflow history', () => {
     });
   });
 
-  it('keeps the history of a daily budget bounded over a year of spend flushes', async () => {
-    const { worker, taskQueue } = await t.worker();
+  // LiteLLM flushes spend every few seconds, and Prisma rewrites `updated_at` with every write. The supervisor reads
+  // LiteLLM's rows only during a pass, and the budget workflow only when it resets or reloads (nothing wakes it
+  // between), so whatever flushes every simulated minute could do, they do through the row's state at a pass:
+  // spend and `updated_at` newer than at the pass before, the schedule columns as the workflow's last reset left
+  // them. One flush right before every pass leaves the row in exactly that state; the minutes between add only
+  // spend, which a reset zeroes whatever its amount. So one write per pass tests what 1,440 a day would, and the
+  // span is bounded by the cost of its reset cycles, not of its flushes.
+  it('keeps a daily budget bounded while the supervisor runs through a year of spend flushes', async () => {
+    // The supervisor starts a workflow for every budget in its database: this one holds only the budget under test.
+    const db = await createTestDatabase();
+    onTestFinished(() => db.drop());
+    const { worker, taskQueue } = await t.worker({ db: db.pool });
     await worker.runUntil(async () => {
       const first = new Date(Math.floor((await t.now()).getTime() / DAY) * DAY + DAY);
-      await insertBudget(t.db.pool, { id: 'year', duration: '1d', resetAt: first.toISOString() });
-      await insertTag(t.db.pool, { name: 'year-tag', spend: 0, budgetId: 'year' });
-      const ref: BudgetRef = { kind: 'budget', id: 'year' };
-      const handle = await t.start(ref, taskQueue);
-      await t.waitForStatus(ref, (s) => s.nextResetAt === first.toISOString());
-      const runs = new Set<string>();
-      for (let day = 0; day < 365; day += 1) {
-        // LiteLLM's flushes between boundaries: spend and updated_at, as Prisma writes them.
-        await t.db.pool.query(
-          `UPDATE "LiteLLM_TagTable" SET spend = spend + 0.5, updated_at = now() WHERE tag_name = 'year-tag'`,
+      // A key with its own budget: the very row that holds the schedule takes the flushes.
+      const ref: BudgetRef = { kind: 'key', id: 'long-lived' };
+      await insertKey(db.pool, { token: ref.id, duration: '1d', resetAt: first.toISOString() });
+      const flush = () =>
+        db.pool.query(
+          `UPDATE "LiteLLM_VerificationToken" SET spend = spend + 0.25, updated_at = now() WHERE token = $1`,
+          [ref.id],
         );
-        await t.sleepUntil(new Date(first.getTime() + day * DAY));
-        await t.waitForStatus(ref, (s) => s.cycle === day + 1);
-        await runIds(handle.workflowId, runs);
+
+      // The supervisor as the worker starts it (`--sync-interval`, `--full-sweep-interval`).
+      await flush();
+      await ensureSupervisor(t.env.client, taskQueue, {
+        syncIntervalMs: LONG_RUN.syncIntervalMs,
+        fullSweepIntervalMs: LONG_RUN.fullSweepIntervalMs,
+      });
+      const supervisor = t.env.client.workflow.getHandle(supervisorWorkflowId(taskQueue));
+      t.adopt(supervisor.workflowId);
+      let seen = await passAfter(supervisor, 0);
+      expect(seen.lastPass).toMatchObject({ changed: 1, started: 1, signalled: 0 });
+      t.adopt(budgetWorkflowId(ref));
+      const firstRun = (await t.handle(ref).describe()).runId;
+
+      const end = first.getTime() + LONG_RUN.days * DAY;
+      while (Date.parse(seen.lastPass.at) < end) {
+        await flush();
+        // The next pass starts one interval after this one ended; the slack covers the pass itself, and is far
+        // shorter than an interval, so exactly one pass runs after each flush.
+        await t.sleepUntil(
+          new Date(Date.parse(seen.lastPass.at) + LONG_RUN.syncIntervalMs),
+          LONG_RUN.passSlackMs,
+        );
+        const pass = await passAfter(supervisor, seen.passes);
+        expect(pass.passes).toBe(seen.passes + 1);
+        expect(pass.lastPass).toMatchObject({ changed: 0, started: 0, signalled: 0, ended: 0 });
+        seen = pass;
       }
-      const log = await t.resetLog(ref);
-      expect(log).toHaveLength(365);
-      expect(log.every((r) => r.trigger === 'schedule' && r.entity_count === 1)).toBe(true);
-      expect(runs.size).toBeGreaterThan(1);
-      for (const runId of runs) expect(await eventsOf(handle.workflowId, runId)).toBeLessThan(1_000 + 25);
+      // No supervisor run ended in the span: a run's first pass follows its predecessor's last without a flush.
+      expect(seen.passes).toBeLessThan(100);
+
+      // Every boundary passed was reset once, on schedule.
+      const now = (await t.now()).getTime();
+      const status = await t.waitForStatus(
+        ref,
+        (s) => s.nextResetAt !== null && Date.parse(s.nextResetAt) > now,
+      );
+      const boundaries = status.cycle;
+      expect(boundaries).toBeGreaterThanOrEqual(LONG_RUN.days);
+      expect(status.nextResetAt).toBe(new Date(first.getTime() + boundaries * DAY).toISOString());
+      const log = await t.resetLog(ref, db.pool);
+      expect(log.map((r) => [r.period_end.toISOString(), r.trigger])).toEqual(
+        Array.from({ length: boundaries }, (_, i) => [
+          new Date(first.getTime() + i * DAY).toISOString(),
+          'schedule',
+        ]),
+      );
+
+      // Every run of the budget workflow, first to current: under the bound, and never signalled.
+      const runs: Array<{ runId: string; events: number; signals: string[] }> = [];
+      for (let runId: string | undefined = firstRun; runId !== undefined;) {
+        const history = await t.env.client.workflow.getHandle(t.handle(ref).workflowId, runId).fetchHistory();
+        const events: proto.temporal.api.history.v1.IHistoryEvent[] = history.events ?? [];
+        runs.push({
+          runId,
+          events: events.length,
+          signals: events
+            .filter((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+            .map((e) => e.workflowExecutionSignaledEventAttributes?.signalName ?? '?'),
+        });
+        runId = events.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
+      }
+      expect(runs.length).toBeGreaterThan(1);
+      for (const run of runs) {
+        expect(run.signals, run.runId).toEqual([]);
+        expect(run.events, run.runId).toBeLessThan(MAX_HISTORY_EVENTS + 25);
+      }
     });
-  }, 600_000);
+  });
 
   // A tool for maintainers, not a check: it runs only with RECORD_HISTORIES=1.
   it.runIf(RECORD)('records a scenario history of this release', async () => {

@@ -2,7 +2,16 @@ import { describe, expect, it, vi } from 'vitest';
 import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
 import { syncPass } from '../helpers/supervisor.js';
 import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
-import { insertBudget, insertKey, insertTag, insertTeam, insertUser } from '../helpers/litellm-rows.js';
+import { LIMITS } from '../helpers/limits.js';
+import {
+  insertBudget,
+  insertKey,
+  insertTag,
+  insertTeam,
+  insertUser,
+  resetAtOf,
+  spendOf,
+} from '../helpers/litellm-rows.js';
 import { supervisorStatusQuery, supervisorWorkflowId } from '../../workflows/supervisor.js';
 
 let t: BudgetTestEnv;
@@ -177,6 +186,61 @@ describe('budgetSupervisorWorkflow (time skipping)', () => {
       );
       expect((await syncPass(t, supervisor)).lastPass).toMatchObject({ changed: 1, signalled: 1 });
       await t.waitForStatus(ref, (s) => s.state === 'active' && s.nextResetAt !== null);
+      await supervisor.terminate('test finished');
+    });
+  });
+
+  it('ends the workflow of a key whose expires passes, at the next pass, without resetting it', async () => {
+    const { worker, taskQueue } = await t.worker();
+    await worker.runUntil(async () => {
+      const resetAt = new Date(Math.floor((await t.now()).getTime() / DAY) * DAY + 2 * DAY).toISOString();
+      const ref: BudgetRef = { kind: 'key', id: 'expiring' };
+      await insertKey(t.db.pool, { token: ref.id, spend: 4, duration: '1d', resetAt });
+      const supervisor = await t.env.client.workflow.start('budgetSupervisorWorkflow', {
+        taskQueue,
+        workflowId: supervisorWorkflowId(taskQueue),
+        // Passes only when asked, each a full sweep too.
+        args: [{ syncIntervalMs: 24 * 60 * 60_000, fullSweepIntervalMs: 1 }],
+      });
+      await t.waitForStatus(ref, (s) => s.nextResetAt === resetAt);
+
+      // LiteLLM gives the key a lifetime (`/key/update` with a duration sets `expires`): not a schedule change.
+      const setLifetime = (seconds: number) =>
+        t.db.pool.query(
+          `UPDATE "LiteLLM_VerificationToken"
+              SET expires = now() AT TIME ZONE 'UTC' + make_interval(secs => $2), updated_at = now()
+            WHERE token = $1`,
+          [ref.id, seconds],
+        );
+      await setLifetime(24 * 60 * 60);
+      expect((await syncPass(t, supervisor)).lastPass).toMatchObject({ changed: 0, started: 0, ended: 0 });
+      // Then a short one, which runs out while the workflow waits for its boundary.
+      await setLifetime(2);
+      // The supervisor reads `expires` against the database's clock, which skipped time does not move: wait for it.
+      await expect
+        .poll(
+          async () =>
+            (
+              await t.db.pool.query<{ past: boolean }>(
+                `SELECT expires < now() AT TIME ZONE 'UTC' AS past FROM "LiteLLM_VerificationToken" WHERE token = $1`,
+                [ref.id],
+              )
+            ).rows[0]?.past,
+          { timeout: LIMITS.workflowStep, interval: 100 },
+        )
+        .toBe(true);
+
+      expect((await syncPass(t, supervisor)).lastPass).toMatchObject({ changed: 1, started: 0, ended: 1 });
+      await expect
+        .poll(async () => (await t.handle(ref).describe()).status.name, { timeout: LIMITS.workflowStep })
+        .toBe('COMPLETED');
+      expect(await t.handle(ref).result()).toMatchObject({ ...ref, reason: 'key_expired', cycle: 0 });
+      // As LiteLLM's job, which selects only keys not past `expires`: nothing zeroed, budget_reset_at left.
+      expect(await spendOf(t.db.pool, 'LiteLLM_VerificationToken', { token: ref.id })).toBe(4);
+      expect(await resetAtOf(t.db.pool, 'LiteLLM_VerificationToken', 'token', ref.id)).toBe(resetAt);
+      expect(await t.resetLog(ref)).toEqual([]);
+      // Told once: the expired key is forgotten, and the full sweep does not start it again.
+      expect((await syncPass(t, supervisor)).lastPass).toMatchObject({ full: true, changed: 0, started: 0 });
       await supervisor.terminate('test finished');
     });
   });
