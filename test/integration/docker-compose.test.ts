@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_WORKFLOW_ID_LENGTH } from '../../src/budget-ref.js';
 import { loadConfig } from '../../src/config.js';
 import { dockerComposeVersion, ensureDockerCompose } from '../../dev/provision/docker-compose.js';
+import { LITELLM_VERSION } from '../../dev/provision/litellm-proxy.js';
 import { run } from '../../dev/provision/run.js';
 import { searchAttributeFlags } from '../../src/temporal/search-attributes.js';
 
@@ -149,11 +150,22 @@ function closure(model: ComposeModel, name: string, seen = new Set<string>()): S
   return seen;
 }
 
-/** `name:tag` with a fixed release tag (digits and dots first), not `latest` or a branch. */
+/**
+ * The release tag of `name:tag`, or undefined for a floating one: a release is a version of at least two numbers
+ * (`16.15`, `1.29.1`, `v1.108.14`, `1.29.1-tctl-1.18.4-cli-1.5.0`), so `latest`, a branch such as `main-stable`, a
+ * bare major such as `16` and a missing tag are not.
+ */
+function releaseTag(image: string | undefined): string | undefined {
+  const name = (image ?? '').slice((image ?? '').lastIndexOf('/') + 1);
+  const tag = name.includes(':') ? name.slice(name.indexOf(':') + 1) : '';
+  return /^v?\d+(\.\d+)+(-[\w.-]+)?$/.test(tag) ? tag : undefined;
+}
+
+/** The release tag of an image, which must have one. */
 function pinnedTag(image: string | undefined): string {
-  const tag = /^[^:]+:(.+)$/.exec(image ?? '')?.[1] ?? '';
-  expect(tag, `${image} has a release tag`).toMatch(/^\d+(\.\d+)+(-[\w.-]+)?$/);
-  return tag;
+  const tag = releaseTag(image);
+  expect(tag, `${image} has a release tag`).toBeDefined();
+  return tag!;
 }
 
 /** Bind mounts as `{ source, target, readOnly }` (`src:dst:mode` strings in v1, objects in v2). */
@@ -304,6 +316,47 @@ describe('docker-compose.yml', () => {
     expect(env.TEMPORAL_ADDRESS).toBe('temporal:7233');
     expect(config.taskQueue).toBe('budget-lifecycle');
     expect(config.metricsPort).toBe(9464);
+  });
+
+  it('pins every image it pulls to a release tag', async () => {
+    const model = await composeConfig();
+    const pulled = Object.entries(model.services).filter(([, svc]) => !svc.build);
+    expect(pulled.map(([name]) => name)).toEqual(
+      expect.arrayContaining([
+        'postgres',
+        'redis',
+        'temporal-postgres',
+        'temporal',
+        'temporal-ui',
+        'litellm',
+      ]),
+    );
+    for (const [name, svc] of pulled) expect(releaseTag(svc.image), `${name}: ${svc.image}`).toBeDefined();
+    // Images we build ourselves carry the one local tag the build gives them.
+    for (const [name, svc] of Object.entries(model.services).filter(([, s]) => s.build)) {
+      expect(svc.image, name).toBe('budget-lifecycle:local');
+    }
+  });
+
+  it('tells a release tag from a floating one', () => {
+    for (const floating of [
+      'ghcr.io/berriai/litellm:main-stable',
+      'ghcr.io/berriai/litellm:main-latest',
+      'postgres:latest',
+      'postgres:16',
+      'redis:7',
+      'postgres:16-alpine',
+      'redis',
+      'localhost:5000/redis',
+    ]) {
+      expect(releaseTag(floating), floating).toBeUndefined();
+    }
+    expect(releaseTag('ghcr.io/berriai/litellm:v1.108.14')).toBe('v1.108.14');
+    expect(releaseTag('postgres:16.15')).toBe('16.15');
+    expect(releaseTag('localhost:5000/redis:7.4.11')).toBe('7.4.11');
+    expect(releaseTag('temporalio/admin-tools:1.29.1-tctl-1.18.4-cli-1.5.0')).toBe(
+      '1.29.1-tctl-1.18.4-cli-1.5.0',
+    );
   });
 
   it('takes every password from the environment, defaulting to development values', async () => {
@@ -471,6 +524,11 @@ describe('the dev profile of docker-compose.yml', () => {
 });
 
 describe('LiteLLM in docker-compose.yml', () => {
+  it('runs the LiteLLM release the project is tested against', async () => {
+    const litellm = service(await composeConfig(), 'litellm');
+    expect(litellm.image).toBe(`ghcr.io/berriai/litellm:v${LITELLM_VERSION}`);
+  });
+
   it('mounts deploy/litellm-config.yaml as the config LiteLLM starts with', async () => {
     const litellm = service(await composeConfig(), 'litellm');
     const args = argv(litellm.command);

@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../dev/provision/ports.js';
@@ -13,9 +14,14 @@ import { MODEL, startLiteLLMProxy, type RunningProxy } from './litellm-proxy.js'
 // PostgreSQL and Redis; the test acts only through the proxy's HTTP API, as an operator and a client would, and
 // reads our audit only to know what happened. Budgets are `1m`, so boundaries come every minute on the minute.
 
-/** Boundaries each subject is taken across: blocked before, served after. */
-const CYCLES = 2;
-/** How long after a boundary a blocked subject may stay blocked before the test fails (the target is 2 s). */
+/** Boundaries each subject is taken across: blocked before, served after. Each one is a minute of real time. */
+const CYCLES = 3;
+/**
+ * How long after a boundary a blocked subject may stay blocked before the test fails: a correctness limit (the
+ * block ends), generous for a busy machine. The 2 s target for being served again is measured, not asserted (no
+ * timed assertions in tests): the test prints every boundary's figure in its `[proxy] served again` summary, and
+ * the README's "What you will see in LiteLLM" records them.
+ */
 const SERVED_AGAIN_LIMIT_MS = 30_000;
 /** Each budget: two requests of the test model (about 0.03 each) use it up. */
 const MAX_BUDGET = 0.04;
@@ -278,6 +284,35 @@ async function runCycles(subject: Subject): Promise<Cycle[]> {
   return cycles;
 }
 
+/** Seconds with two decimals, for the summary lines. */
+const seconds = (ms: number) => (ms / 1000).toFixed(2);
+
+/** The load average, so a measured figure says how busy the machine was. */
+const load = () =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
+
+/**
+ * The measured figures, one line per subject and one for all boundaries: how long after each boundary the first
+ * request was served again, and the status of the refusals before it.
+ */
+function servedAgainSummary(results: Array<{ subject: string; cycles: Cycle[] }>): string {
+  const all = results.flatMap((r) => r.cycles.map((c) => c.servedAfterMs)).sort((a, b) => a - b);
+  const median = all[Math.floor((all.length - 1) / 2)]!;
+  return [
+    '[proxy] served again after each boundary (boundary to first success):',
+    ...results.map(
+      (r) =>
+        `  ${r.subject}: ${r.cycles.map((c) => `${seconds(c.servedAfterMs)} s`).join(', ')}; ` +
+        `refused before with ${[...new Set(r.cycles.map((c) => c.blockedStatus))].join(', ')}`,
+    ),
+    `[proxy] served again summary: ${all.length} boundaries, ${seconds(all[0]!)}-${seconds(all.at(-1)!)} s ` +
+      `after the boundary (median ${seconds(median)} s); load average ${load()}`,
+  ].join('\n');
+}
+
 describe('the real LiteLLM proxy with our worker', () => {
   it('blocks a tag, a key, a team and an end user over budget and serves them again after each boundary', async () => {
     const tag = await tagSubject(uniqueName('tenant:acme'));
@@ -323,16 +358,7 @@ describe('the real LiteLLM proxy with our worker', () => {
       subjects.map(async (s) => ({ subject: s.name, cycles: await runCycles(s) })),
     );
 
-    console.log(
-      '[proxy] boundary to first success (ms), and the status of refusals:\n' +
-        results
-          .map(
-            (r) =>
-              `  ${r.subject}: ${r.cycles.map((c) => c.servedAfterMs).join(', ')} ms; ` +
-              `refused with ${[...new Set(r.cycles.map((c) => c.blockedStatus))].join(', ')}`,
-          )
-          .join('\n'),
-    );
+    console.log(servedAgainSummary(results));
     for (const r of results) {
       expect(r.cycles).toHaveLength(CYCLES);
       // LiteLLM 1.108.14 refuses a request over budget with 422 (`budget_exceeded`); older releases used 400.
@@ -386,11 +412,13 @@ describe('the real LiteLLM proxy with our worker', () => {
       expect(blocked.status).toBe(422);
       if (blocked.at >= boundary) continue; // the requests spilled over the boundary: not this case, try again
       // Our worker checks for late spend BUDGET_LATE_SPEND_DELAY after each reset.
-      let check: { reset_id: string; entities_corrected: number } | undefined;
+      type Check = { reset_id: string; entities_corrected: number; checked_at: Date; executed_at: Date };
+      let check: Check | undefined;
       await until(
         async () => {
-          const { rows } = await db.pool.query<{ reset_id: string; entities_corrected: number }>(
-            `SELECT c.reset_id::text, c.entities_corrected FROM budget_lifecycle.late_spend_check c
+          const { rows } = await db.pool.query<Check>(
+            `SELECT c.reset_id::text, c.entities_corrected, c.checked_at, r.executed_at
+               FROM budget_lifecycle.late_spend_check c
                JOIN budget_lifecycle.reset_log r ON r.id = c.reset_id
               WHERE r.budget_kind = 'budget' AND r.budget_id = $1 AND r.period_end = $2`,
             [budgetId, new Date(boundary)],
@@ -414,15 +442,21 @@ describe('the real LiteLLM proxy with our worker', () => {
       );
       // The late write alone had used the new period's budget up: without the correction the tag stays blocked.
       expect(corrections.at(-1)?.spend_before).toBeGreaterThanOrEqual(MAX_BUDGET);
-      const corrected = Date.now();
       await until(
         async () => (await tag.send()) === 200,
         SERVED_AGAIN_LIMIT_MS,
         () => `${tag.name} was still refused ${SERVED_AGAIN_LIMIT_MS} ms after the late-spend correction`,
       );
+      const served = Date.now();
+      const checked = check!.checked_at.getTime();
+      // Measured, not asserted: the README's late-spend paragraph records these.
       console.log(
-        `[proxy] late spend ${corrections.at(-1)?.late_spend} corrected on attempt ${attempt}; ` +
-          `served ${Date.now() - boundary} ms after the boundary, ${Date.now() - corrected} ms after the check`,
+        `[proxy] late spend ${corrections.at(-1)?.late_spend} corrected on attempt ${attempt}: budget used up ` +
+          `${seconds(boundary - blocked.at)} s before the boundary; reset committed ` +
+          `${seconds(check!.executed_at.getTime() - boundary)} s after it; late-spend check ` +
+          `${seconds(checked - boundary)} s after it (BUDGET_LATE_SPEND_DELAY ${LATE_SPEND_DELAY}); tag served ` +
+          `again ${seconds(served - boundary)} s after the boundary, ${seconds(served - checked)} s after the ` +
+          `check; load average ${load()}`,
       );
       return;
     }
