@@ -64,5 +64,7 @@ function storableText(value: unknown): string | null {
 
 /** A forced reset's request count as the audit stores it: a whole number of at least one (one when absent). */
 function requestCount(value: unknown): number {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 1 ? Math.min(value, 2 ** 31 - 1) : 1;
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 1
+    ? Math.min(value, 2 ** 31 - 1)
+    : 1;
 }

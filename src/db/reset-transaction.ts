@@ -157,7 +157,9 @@ export async function resetBudgetsTransaction(
             spendTableExists: existingTables.has(WINDOW_SPEND_TABLE),
           })
         : await resetInTransaction(client, OWNERS[kind], requests, options, existingTables);
-    const resetIds = outcomes.flatMap((o) => ('result' in o && o.result.outcome === 'reset' ? [o.result.resetId] : []));
+    const resetIds = outcomes.flatMap((o) =>
+      'result' in o && o.result.outcome === 'reset' ? [o.result.resetId] : [],
+    );
     if (resetIds.length > 0 && options.lateSpendDelayMs !== undefined) {
       // Due for the worker's late-spend sweep (src/late-spend-sweeper.ts), committed with the reset itself.
       await client.query(
