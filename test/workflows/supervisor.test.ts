@@ -2,6 +2,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
 import { syncPass } from '../helpers/supervisor.js';
 import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
+import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertKey, insertTag, insertTeam, insertUser } from '../helpers/litellm-rows.js';
 import { supervisorStatusQuery, supervisorWorkflowId } from '../../workflows/supervisor.js';
 
@@ -50,7 +51,7 @@ describe('budgetSupervisorWorkflow (time skipping)', () => {
           if (s.passes < 1) throw new Error('no pass yet');
           return s;
         },
-        { timeout: 120_000, interval: 100 },
+        { timeout: LIMITS.supervisorPass, interval: 100 },
       );
       expect(first.lastPass).toMatchObject({
         full: true,
@@ -119,7 +120,7 @@ describe('budgetSupervisorWorkflow (time skipping)', () => {
           if (s.lastFullSweep?.at === first.lastFullSweep?.at) throw new Error('no later full sweep yet');
           return s;
         },
-        { timeout: 120_000, interval: 100 },
+        { timeout: LIMITS.supervisorPass, interval: 100 },
       );
       expect(later.lastFullSweep).toMatchObject({ full: true, started: 1, swept: 99 });
       await t.waitForStatus({ kind: 'key', id: 'sv-k5' }, (s) => s.nextResetAt === resetAt);
