@@ -29,7 +29,7 @@ export const LIMITS = {
    * and check 0.1 s.
    */
   database: 30_000,
-  /** A supervisor pass that starts or signals up to 100 budget workflows and sees them answer (4 s). */
+  /** A supervisor pass that starts or signals up to 100 budget workflows (load average 20 to 28: 5 s). */
   supervisorPass: 120_000,
   /** Bundling the workflow code with webpack, as `scripts/build-workflow-bundle.ts` does (load average 14 to 25): 21 s. */
   bundle: 120_000,
