@@ -17,6 +17,8 @@ export interface LateSpendSweeperOptions {
   readonly onCheck?: (check: DueCheck) => void;
   /** A sweep that stopped (the database unreachable; the next one starts after `intervalMs`), or Redis failed. */
   readonly onError?: (error: Error) => void;
+  /** Each look on the timer, once it has finished: how many due checks it ran (0 when nothing was due). */
+  readonly onLook?: (checked: number) => void;
 }
 
 /**
@@ -75,7 +77,10 @@ export class LateSpendSweeper {
     this.timer = setTimeout(() => {
       this.running = this.sweep();
       this.running
-        .catch((error: Error) => this.options.onError?.(error))
+        .then(
+          (checked) => this.options.onLook?.(checked),
+          (error: Error) => this.options.onError?.(error),
+        )
         .finally(() => {
           this.running = undefined;
           this.schedule();

@@ -8,6 +8,7 @@ import { BUDGET_WORKFLOW_TYPE } from '../../src/temporal/budget-workflows.js';
 import { pauseUpdate, statusQuery, type BudgetStatus } from '../../src/temporal/messages.js';
 import { createBudgetWorker } from '../../src/worker.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag, spendOf } from '../helpers/litellm-rows.js';
 import { services, uniqueName } from '../helpers/services.js';
 import { bundleWorkflows, installTestRuntime } from '../helpers/temporal.js';
@@ -19,6 +20,10 @@ let redis: Redis;
 let connection: Connection;
 let nativeConnection: NativeConnection;
 let bundle: WorkflowBundleWithSourceMap;
+/** From now to the boundary at least: room to start both workflows and see them armed. */
+const MIN_LEAD_MS = 45_000;
+/** The boundary (at most a minute after the least lead), then collecting the reset and the checks after it. */
+const TEST_TIMEOUT = MIN_LEAD_MS + 60_000 + 2 * LIMITS.workflowStep;
 
 beforeAll(async () => {
   installTestRuntime();
@@ -34,7 +39,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-describe('a reset armed in the worker', () => {
+describe('a reset armed in the worker', { timeout: TEST_TIMEOUT }, () => {
   it('commits at the boundary, is collected by its workflow, and a pause takes it back', async () => {
     const client = new Client({ connection });
     const taskQueue = uniqueName('armed');
@@ -49,7 +54,7 @@ describe('a reset armed in the worker', () => {
       },
     });
     // Within the arming lead (at most 4 minutes), so both arm as soon as they start; on a minute boundary.
-    const boundary = new Date(Math.ceil((Date.now() + 45_000) / 60_000) * 60_000);
+    const boundary = new Date(Math.ceil((Date.now() + MIN_LEAD_MS) / 60_000) * 60_000);
     const armed: BudgetRef = { kind: 'budget', id: uniqueName('armed') };
     const paused: BudgetRef = { kind: 'budget', id: uniqueName('paused') };
     for (const ref of [armed, paused]) {
@@ -81,7 +86,8 @@ describe('a reset armed in the worker', () => {
             expect(markers.join('\n')).toContain('armReset');
           }
         },
-        { timeout: 120_000, interval: 250 },
+        // Armed before the boundary, or it is no armed reset.
+        { timeout: boundary.getTime() - Date.now(), interval: 250 },
       );
       expect(Date.now()).toBeLessThan(boundary.getTime());
       await client.workflow
@@ -94,7 +100,7 @@ describe('a reset armed in the worker', () => {
           if (s.cycle < 1) throw new Error('not collected yet');
           return s;
         },
-        { timeout: 120_000, interval: 250 },
+        { timeout: boundary.getTime() - Date.now() + LIMITS.workflowStep, interval: 250 },
       );
       const { rows } = await db.pool.query<{
         id: string;
@@ -120,5 +126,5 @@ describe('a reset armed in the worker', () => {
       for (const ref of [armed, paused])
         await client.workflow.getHandle(budgetWorkflowId(ref)).terminate('test finished');
     });
-  }, 300_000);
+  });
 });

@@ -1,23 +1,22 @@
 import { Client, Connection } from '@temporalio/client';
 import { Redis } from 'ioredis';
-import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { budgetWorkflowId, MAX_WORKFLOW_ID_LENGTH } from '../../src/budget-ref.js';
 import { invalidationMessage } from '../../src/cache/invalidation.js';
-import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
+import { budgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag, insertTeam, spendOf } from '../helpers/litellm-rows.js';
 import { services, uniqueName, workerEnv } from '../helpers/services.js';
+import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
 
 // Budget ids longer than a workflow id can be (LiteLLM accepts them) get a hashed workflow id instead of stopping
 // discovery; ids that fit keep their readable one; ids of anything a person can type travel whole from LiteLLM's
 // rows to the audit, Redis and `budgetctl`, and print on one line. Real worker process, dev server, PostgreSQL,
 // Redis.
 let db: TestDatabase;
-let worker: ChildProcess;
+let worker: WorkerProcess;
 let env: Record<string, string>;
-let log = '';
 const taskQueue = uniqueName('long');
 /** 10 kB: its readable workflow id would be ten times Temporal's limit. */
 const longTier = `${taskQueue}-${'0123456789abcdef'.repeat(640)}`;
@@ -48,13 +47,11 @@ beforeAll(async () => {
     await insertBudget(db.pool, { id, duration: '1h', resetAt: nextHour });
     await insertTag(db.pool, { name: `${id.slice(-20)}-tag`, spend: 4, budgetId: id });
   }
-  worker = spawnBudgetctl(['worker', '--no-supervisor'], env);
-  worker.stdout?.on('data', (c: Buffer) => (log += c.toString()));
-  worker.stderr?.on('data', (c: Buffer) => (log += c.toString()));
+  worker = await startWorkerProcess(env, ['--no-supervisor']);
 });
 
 afterAll(async () => {
-  if (worker) await stopProcess(worker);
+  if (worker) await stopProcess(worker.child);
   await db?.drop();
 });
 
@@ -76,13 +73,14 @@ describe('budget ids too long for a workflow id', () => {
       await vi.waitFor(
         async () => {
           const status = await run('--json', 'status', ref);
-          expect(status.code, status.stderr + log).toBe(0);
+          expect(status.code, status.stderr + worker.output()).toBe(0);
           expect(JSON.parse(status.stdout)).toMatchObject({ id, state: 'active', duration: '1h' });
         },
-        { timeout: 60_000, interval: 500 },
+        // Each try is a fresh `budgetctl` process.
+        { timeout: LIMITS.workflowStep + LIMITS.cliCommand, interval: 500 },
       );
       const reset = await run('--json', 'reset', ref, '--reason', 'long ids');
-      expect(reset.code, reset.stderr + log).toBe(0);
+      expect(reset.code, reset.stderr + worker.output()).toBe(0);
       expect(JSON.parse(reset.stdout)).toMatchObject({ outcome: 'reset', entityCount: 1, spendTotal: 4 });
       expect(await spendOf(db.pool, 'LiteLLM_TagTable', { tag_name: `${id.slice(-20)}-tag` })).toBe(0);
       const history = await run('--json', 'history', ref);
@@ -107,7 +105,8 @@ describe('budget ids too long for a workflow id', () => {
         const long = budgets.find((b) => b.workflowId === budgetWorkflowId({ kind: 'budget', id: longTier }));
         expect(long?.budget).toMatch(/^budget:.{199}…$/u);
       },
-      { timeout: 20_000, interval: 500 },
+      // Each try is a fresh `budgetctl` process.
+      { timeout: LIMITS.visibility + LIMITS.cliCommand, interval: 500 },
     );
   });
 });
@@ -122,7 +121,9 @@ describe('ids and tag names of anything a person can type', () => {
     for (const id of [tier, tag, team]) expect(Buffer.byteLength(id)).toBeGreaterThan(10_000);
     expect(budgetWorkflowId({ kind: 'budget', id: shortTier })).not.toMatch(/sha256:/);
 
-    const boundary = new Date(Math.ceil((Date.now() + 20_000) / 1_000) * 1_000).toISOString();
+    // Room for the sync (one `budgetctl` command, 3 s) and the workflows' first tasks (5 s) before the boundary, or
+    // they reset it late, as a catch-up.
+    const boundary = new Date(Math.ceil((Date.now() + LIMITS.cliCommand) / 1_000) * 1_000).toISOString();
     await insertBudget(db.pool, { id: tier, duration: '1h', resetAt: boundary });
     await insertTag(db.pool, { name: tag, spend: 5, budgetId: tier });
     await insertBudget(db.pool, { id: shortTier, duration: '1h', resetAt: boundary });
@@ -142,7 +143,7 @@ describe('ids and tag names of anything a person can type', () => {
       subscriber.on('message', (_channel: string, message: string) => published.push(message));
 
       const sync = await run('--json', 'sync');
-      expect(sync.code, sync.stderr + log).toBe(0);
+      expect(sync.code, sync.stderr + worker.output()).toBe(0);
       // Three more started than before (the file's first test syncs the others, unless run alone).
       expect(JSON.parse(sync.stdout).started).toBeGreaterThanOrEqual(3);
 
@@ -161,7 +162,7 @@ describe('ids and tag names of anything a person can type', () => {
           expect(await audited('budget', shortTier)).toHaveLength(1);
           expect(await audited('team', team)).toHaveLength(1);
         },
-        { timeout: LIMITS.workflowStep + 20_000, interval: 500 },
+        { timeout: Date.parse(boundary) - Date.now() + LIMITS.workflowStep, interval: 500 },
       );
       const [tierReset] = await audited('budget', tier);
       expect(tierReset).toMatchObject({ trigger: 'schedule', entity_count: 1, spend_total: 5 });

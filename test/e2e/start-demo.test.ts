@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { postgresDataDir } from '../../dev/embedded.js';
 import { freePort } from '../../src/free-port.js';
 import { budgetctl, spawnStart, stopProcess } from '../helpers/cli.js';
+import { LIMITS } from '../helpers/limits.js';
 
 // `npm start` with nothing configured: its own dev server, embedded PostgreSQL, Redis, worker and supervisor.
 // The demo tier's period is shortened to 3 s so the first reset comes quickly.
@@ -14,6 +15,8 @@ let child: ChildProcess | undefined;
 let output = '';
 
 let metricsPort = '';
+/** Two starts, the wait for the first reset, three more `budgetctl` commands, and a stop (as long as one). */
+const TEST_TIMEOUT = 2 * LIMITS.demoStart + LIMITS.supervisorPass + 5 * LIMITS.cliCommand;
 
 function start(): ChildProcess {
   output = '';
@@ -54,14 +57,14 @@ afterAll(async () => {
   }
 });
 
-describe('npm start (embedded mode)', () => {
+describe('npm start (embedded mode)', { timeout: TEST_TIMEOUT }, () => {
   it('boots everything, resets the demo tag within its first period, and keeps state across a restart', async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'budget-demo-'));
     metricsPort = String(await freePort());
     await chmod(dataDir, 0o755);
     child = start();
     await vi.waitFor(() => expect(output).toMatch(/budget-lifecycle is running/), {
-      timeout: 120_000,
+      timeout: LIMITS.demoStart,
       interval: 200,
     });
     expect(output).toMatch(/Temporal UI:\s+http:\/\/127\.0\.0\.1:\d+/);
@@ -77,7 +80,9 @@ describe('npm start (embedded mode)', () => {
         if (!scheduled) throw new Error(`no reset yet: ${history.stderr}`);
         return scheduled;
       },
-      { timeout: 60_000, interval: 500 },
+      // The supervisor's first pass starts the demo's workflows, the 3 s period ends; each try is a fresh
+      // `budgetctl` process.
+      { timeout: LIMITS.supervisorPass + LIMITS.cliCommand, interval: 500 },
     );
     expect(reset.entities).toContainEqual({
       type: 'tag',
@@ -92,7 +97,7 @@ describe('npm start (embedded mode)', () => {
     expect(await stopProcess(child, 'SIGINT')).toBe(0);
     child = start();
     await vi.waitFor(() => expect(output).toMatch(/budget-lifecycle is running/), {
-      timeout: 120_000,
+      timeout: LIMITS.demoStart,
       interval: 200,
     });
     const after = await embeddedEnv();

@@ -13,6 +13,7 @@ import {
 } from '../../src/db/reset-transaction.js';
 import type { ResetRequest } from '../../src/reset-types.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { LIMITS } from '../helpers/limits.js';
 import {
   LITELLM_BATCH_SIZE,
   litellmAddKeySpend,
@@ -101,7 +102,7 @@ describe("LiteLLM's key sweep and spend writer racing our key resets", () => {
         writes++;
       }
     });
-    await expect.poll(() => writes, { timeout: 30_000 }).toBeGreaterThan(50);
+    await expect.poll(() => writes, { timeout: LIMITS.database }).toBeGreaterThan(50);
 
     // Ours: every key, in batches of 25 (as the batcher groups a herd), in an order of its own; LiteLLM's: its
     // pages, in the order PostgreSQL returns them. Half of our batches commit between LiteLLM's read of its first
@@ -122,7 +123,7 @@ describe("LiteLLM's key sweep and spend writer racing our key resets", () => {
         afterRead: async (page) => {
           if (page !== 0) return;
           await runOurs(batches.length / 2);
-          await expect.poll(() => freshDuringRace, { timeout: 30_000 }).toBeGreaterThan(0);
+          await expect.poll(() => freshDuringRace, { timeout: LIMITS.database }).toBeGreaterThan(0);
           rest = runOurs(batches.length);
         },
       });
@@ -132,7 +133,7 @@ describe("LiteLLM's key sweep and spend writer racing our key resets", () => {
     racing = false;
     // Some spend of the new period after both resetters are done, too.
     const settled = writes;
-    await expect.poll(() => writes, { timeout: 30_000 }).toBeGreaterThan(settled + 100);
+    await expect.poll(() => writes, { timeout: LIMITS.database }).toBeGreaterThan(settled + 100);
     stop = true;
     await writer;
 
@@ -225,7 +226,7 @@ describe('two overlapping sweeps of the same tier', () => {
             );
             return rows[0]?.n;
           },
-          { timeout: 30_000 },
+          { timeout: LIMITS.database },
         )
         .toBe(2);
       await holder.query('COMMIT');

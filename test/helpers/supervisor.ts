@@ -17,6 +17,6 @@ export async function syncPass(t: BudgetTestEnv, supervisor: WorkflowHandle): Pr
       if (!s.lastPass || Date.parse(s.lastPass.at) < askedAt) throw new Error('no new pass yet');
       return s;
     },
-    { timeout: LIMITS.workflowStep * 2, interval: 100 },
+    { timeout: LIMITS.supervisorPass, interval: 100 },
   );
 }

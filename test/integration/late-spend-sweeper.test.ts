@@ -3,6 +3,7 @@ import type { DueCheck } from '../../src/db/late-spend.js';
 import { existingTables, resetBudgetTransaction } from '../../src/db/reset-transaction.js';
 import { LateSpendSweeper } from '../../src/late-spend-sweeper.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertSpendLog, insertTag, spendOf } from '../helpers/litellm-rows.js';
 import { scheduledReset } from '../helpers/reset-requests.js';
 
@@ -161,16 +162,36 @@ describe('the late-spend sweeper', () => {
   });
 
   it('keeps sweeping on its own once started, and stops cleanly', async () => {
-    const s = sweeper({ intervalMs: 50 });
+    let looks = 0;
+    const checked: string[] = [];
+    const s = sweeper({ intervalMs: 50, onLook: () => looks++, onCheck: (c) => checked.push(c.resetId) });
     s.start();
     try {
       const r = await resetWithLateSpend('timer', 0);
-      await expect.poll(async () => (await due(r.resetId)).checked, { timeout: 30_000 }).toBe(true);
+      await expect.poll(async () => (await due(r.resetId)).checked, { timeout: LIMITS.database }).toBe(true);
     } finally {
       await s.stop();
     }
+    const looksWhenStopped = looks;
     const after = await resetWithLateSpend('stopped', 0);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    expect((await due(after.resetId)).checked).toBe(false);
+    // A second sweeper on the same interval, started after the stop, looks three times and checks the new reset:
+    // the stopped one had as many chances to look (its timers share this process's event loop), and a look would
+    // have found a due check.
+    let witnessLooks = 0;
+    const witnessed: string[] = [];
+    const witness = sweeper({
+      intervalMs: 50,
+      onLook: () => witnessLooks++,
+      onCheck: (c) => witnessed.push(c.resetId),
+    });
+    witness.start();
+    try {
+      await expect.poll(() => witnessLooks, { timeout: LIMITS.database }).toBeGreaterThanOrEqual(3);
+    } finally {
+      await witness.stop();
+    }
+    expect(looks).toBe(looksWhenStopped);
+    expect(checked).not.toContain(after.resetId);
+    expect(witnessed).toContain(after.resetId);
   });
 });

@@ -1,19 +1,11 @@
 import type { WorkflowHandle } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { Worker, bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
 import { LEGACY_BUDGET_WORKFLOW_TYPE } from '../../src/temporal/budget-workflows.js';
-import {
-  forceResetSignal,
-  pauseUpdate,
-  resetNowUpdate,
-  resumeUpdate,
-  scheduleChangedSignal,
-} from '../../src/temporal/messages.js';
+import { forceResetSignal, pauseUpdate, resetNowUpdate, resumeUpdate } from '../../src/temporal/messages.js';
 import { MIN_HISTORY_EVENTS } from '../../src/temporal/message-validation.js';
 import { ensureSupervisor } from '../../src/worker-process.js';
 import { MAX_HISTORY_EVENTS } from '../../workflows/budget.js';
@@ -24,16 +16,11 @@ import {
 } from '../../workflows/supervisor.js';
 import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
 import { createTestDatabase } from '../helpers/database.js';
+import { committedHistories, RECORDED_WORKFLOW_ID, RELEASE } from '../helpers/histories.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertKey, insertTag } from '../helpers/litellm-rows.js';
 
-const { History } = proto.temporal.api.history.v1;
 const EventType = proto.temporal.api.enums.v1.EventType;
-const HISTORIES = fileURLToPath(new URL('./histories/', import.meta.url));
-/** The release whose histories `RECORD_HISTORIES=1` writes; CI replays every release's folder. */
-const RELEASE = '0.4.0';
-/** Every committed history is of the budget `budget:replay`. */
-const RECORDED_WORKFLOW_ID = budgetWorkflowId({ kind: 'budget', id: 'replay' });
 const HOUR = 60 * 60 * 1000;
 const DAY = 24 * HOUR;
 /**
@@ -47,8 +34,6 @@ const LONG_RUN = {
   fullSweepIntervalMs: 30 * DAY,
   passSlackMs: 10 * 60_000,
 } as const;
-/** `RECORD_HISTORIES=1 npx vitest run test/workflows/history.test.ts` rewrites this release's histories. */
-const RECORD = process.env.RECORD_HISTORIES === '1';
 
 let t: BudgetTestEnv;
 useBudgetTestEnv((env) => (t = env));
@@ -101,7 +86,7 @@ async function waitForLockWaiter(): Promise<void> {
             `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`,
           )
         ).rows[0]?.n,
-      { timeout: 60_000, interval: 50 },
+      { timeout: LIMITS.workflowStep, interval: 50 },
     )
     .toBeGreaterThan(0);
 }
@@ -126,7 +111,9 @@ describe('budgetEntityWorkflow history', () => {
       for (let i = 0; i < 10; i += 1)
         await handle.executeUpdate(pauseUpdate, { args: [{ reason: 'again' }] });
       await expect
-        .poll(async () => (await runIds(handle.workflowId, runs), runs.size), { timeout: 60_000 })
+        .poll(async () => (await runIds(handle.workflowId, runs), runs.size), {
+          timeout: LIMITS.workflowStep,
+        })
         .toBe(2);
       expect(await t.status(ref)).toMatchObject({ cycle: 1, state: 'paused', paused: { reason: 'hold' } });
       await handle.executeUpdate(resumeUpdate);
@@ -184,7 +171,9 @@ describe('budgetEntityWorkflow history', () => {
 
       expect(await update).toMatchObject({ outcome: 'reset', requestId: 'upd-1' });
       await t.waitForStatus(ref, (s) => s.cycle === 2);
-      await expect.poll(async () => (await handle.describe()).runId, { timeout: 60_000 }).not.toBe(firstRun);
+      await expect
+        .poll(async () => (await handle.describe()).runId, { timeout: LIMITS.workflowStep })
+        .not.toBe(firstRun);
       // And the budget keeps its schedule afterwards.
       await t.sleepUntil(new Date(first.getTime() + HOUR));
       await t.waitForStatus(ref, (s) => s.cycle === 3);
@@ -208,7 +197,9 @@ describe('budgetEntityWorkflow history', () => {
       await handle.signal(forceResetSignal, { reason: 'carried', requestId: 'c-1' });
 
       await expect
-        .poll(async () => (await t.resetLog(ref)).map((r) => [r.trigger, r.reason]), { timeout: 60_000 })
+        .poll(async () => (await t.resetLog(ref)).map((r) => [r.trigger, r.reason]), {
+          timeout: LIMITS.workflowStep,
+        })
         .toEqual([['forced', 'carried']]);
       const status = await t.waitForStatus(ref, (s) => s.cycle === 1);
       expect(status).toMatchObject({ lastReset: { trigger: 'forced' }, nextResetAt: first.toISOString() });
@@ -253,7 +244,7 @@ describe('budgetEntityWorkflow history', () => {
               0,
             );
           },
-          { timeout: 120_000, interval: 200 },
+          { timeout: LIMITS.workflowStep, interval: 200 },
         )
         .toBe(1_000);
       expect((await t.resetLog(ref)).length).toBeLessThan(50);
@@ -277,7 +268,7 @@ describe('budgetEntityWorkflow history', () => {
       });
       await expect
         .poll(async () => (await t.env.client.workflow.getHandle(handle.workflowId).describe()).type, {
-          timeout: 60_000,
+          timeout: LIMITS.workflowStep,
         })
         .toBe('budgetEntityWorkflow');
       await t.waitForStatus(ref, (s) => s.nextResetAt === first.toISOString());
@@ -379,64 +370,14 @@ describe('budgetEntityWorkflow history', () => {
     });
   });
 
-  // A tool for maintainers, not a check: it runs only with RECORD_HISTORIES=1.
-  it.runIf(RECORD)('records a scenario history of this release', async () => {
-    // With late-spend checks on: since 0.4 they are committed with the reset, not scheduled by the workflow.
-    const { worker, taskQueue } = await t.worker({ config: { lateSpendDelayMs: 30_000 } });
-    await worker.runUntil(async () => {
-      const first = nextHour(await t.now());
-      await insertBudget(t.db.pool, { id: 'replay', duration: '1h', resetAt: first.toISOString() });
-      await insertTag(t.db.pool, { name: 'replay-tag', spend: 3, budgetId: 'replay' });
-      const ref: BudgetRef = { kind: 'budget', id: 'replay' };
-      const handle = await t.start(ref, taskQueue, { maxHistoryEvents: 10_000 });
-      await t.waitForStatus(ref, (s) => s.nextResetAt === first.toISOString());
-      await t.sleepUntil(first);
-      await t.waitForStatus(ref, (s) => s.cycle === 1);
-      await handle.executeUpdate(resetNowUpdate, {
-        args: [{ reason: 'recorded', requestId: 'r-1', reanchor: true }],
-      });
-      await handle.signal(forceResetSignal, { reason: 'recorded signal', requestId: 'r-2' });
-      await t.waitForStatus(ref, (s) => s.cycle === 3);
-      await handle.executeUpdate(pauseUpdate, { args: [{ reason: 'recorded pause' }] });
-      await t.env.sleep(2 * HOUR);
-      await handle.executeUpdate(resumeUpdate);
-      await t.waitForStatus(ref, (s) => s.cycle === 4);
-      await t.db.pool.query(
-        `UPDATE "LiteLLM_BudgetTable" SET budget_duration = '1d' WHERE budget_id = 'replay'`,
-      );
-      await handle.signal(scheduleChangedSignal);
-      await t.waitForStatus(ref, (s) => s.duration === '1d');
-      await t.db.pool.query(`DELETE FROM "LiteLLM_BudgetTable" WHERE budget_id = 'replay'`);
-      await handle.signal(scheduleChangedSignal);
-      expect(await handle.result()).toMatchObject({ reason: 'row_deleted' });
-      const history = History.toObject(History.fromObject(await handle.fetchHistory()), {
-        longs: String,
-        enums: String,
-        bytes: String,
-      });
-      await mkdir(path.join(HISTORIES, RELEASE), { recursive: true });
-      await writeFile(
-        path.join(HISTORIES, RELEASE, 'budget-scenario.json'),
-        `${JSON.stringify(history, null, 1)}\n`,
-      );
-    });
-  });
-
   it('replays the committed histories of every release against the current workflow code', async () => {
-    const releases = await readdir(HISTORIES);
-    expect(releases).toContain(RELEASE);
-    let replayed = 0;
-    for (const release of releases) {
-      for (const file of (await readdir(path.join(HISTORIES, release))).filter((f) => f.endsWith('.json'))) {
-        const json: unknown = JSON.parse(await readFile(path.join(HISTORIES, release, file), 'utf8'));
-        const history = History.fromObject(json as Parameters<typeof History.fromObject>[0]);
-        // Throws DeterminismViolationError if the code no longer produces the recorded commands.
-        // Replayed under the id it was recorded with: the workflow derives its arming time from its id.
-        await Worker.runReplayHistory({ workflowBundle: t.bundle }, history, RECORDED_WORKFLOW_ID);
-        replayed += 1;
-      }
+    const histories = await committedHistories();
+    expect(histories.map((h) => h.name)).toContain(`${RELEASE}/budget-scenario.json`);
+    for (const { history } of histories) {
+      // Throws DeterminismViolationError if the code no longer produces the recorded commands.
+      await Worker.runReplayHistory({ workflowBundle: t.bundle }, history, RECORDED_WORKFLOW_ID);
     }
-    expect(replayed).toBeGreaterThanOrEqual(2);
+    expect(histories.length).toBeGreaterThanOrEqual(2);
   });
 
   it('computes no time-zone arithmetic in the entity workflow, so replay never depends on tzdata', async () => {

@@ -3,6 +3,7 @@ import type { BudgetRef } from '../../src/budget-ref.js';
 import { existingTables, resetBudgetTransaction } from '../../src/db/reset-transaction.js';
 import type { CarriedState } from '../../workflows/budget.js';
 import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
+import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertSpendLog, insertTag, spendOf } from '../helpers/litellm-rows.js';
 import { scheduledReset } from '../helpers/reset-requests.js';
 
@@ -102,7 +103,9 @@ describe('late spend (time skipping)', () => {
       await t.start(ref, taskQueue, { carried });
       await t.sleepUntil(checkAt);
       await expect
-        .poll(() => spendOf(t.db.pool, 'LiteLLM_TagTable', { tag_name: tag }), { timeout: 60_000 })
+        .poll(() => spendOf(t.db.pool, 'LiteLLM_TagTable', { tag_name: tag }), {
+          timeout: LIMITS.workflowStep,
+        })
         .toBeCloseTo(0, 10);
       expect(await localActivityMarkers(ref)).toContain('reconcileLateSpend');
       const { rows } = await t.db.pool.query(

@@ -1,12 +1,12 @@
-import proto from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { budgetWorkflowId } from '../../src/budget-ref.js';
+import { committedHistories, RECORDED_WORKFLOW_ID } from '../helpers/histories.js';
+import { LIMITS } from '../helpers/limits.js';
 
 /**
  * The workflow bundle `npm run build` writes for the image (`scripts/build-workflow-bundle.ts`): built here by the
@@ -14,9 +14,7 @@ import { budgetWorkflowId } from '../../src/budget-ref.js';
  * the way the image's workers load it (`workflowBundle: { codePath }`).
  */
 
-const { History } = proto.temporal.api.history.v1;
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const HISTORIES = fileURLToPath(new URL('./histories/', import.meta.url));
 let dir: string;
 let bundlePath: string;
 
@@ -33,7 +31,7 @@ beforeAll(async () => {
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   expect(code, output).toBe(0);
   expect(output).toContain('wrote ');
-}, 300_000);
+}, LIMITS.bundle);
 
 afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -50,20 +48,14 @@ describe('the prebuilt workflow bundle', () => {
   });
 
   it('replays the committed histories of every release, loaded from its file as the image loads it', async () => {
-    let replayed = 0;
-    for (const release of await readdir(HISTORIES)) {
-      for (const file of (await readdir(path.join(HISTORIES, release))).filter((f) => f.endsWith('.json'))) {
-        const json: unknown = JSON.parse(await readFile(path.join(HISTORIES, release, file), 'utf8'));
-        const history = History.fromObject(json as Parameters<typeof History.fromObject>[0]);
-        // Recorded as the budget `budget:replay` (the workflow derives its arming time from its id).
-        await Worker.runReplayHistory(
-          { workflowBundle: { codePath: bundlePath } },
-          history,
-          budgetWorkflowId({ kind: 'budget', id: 'replay' }),
-        );
-        replayed += 1;
-      }
+    const histories = await committedHistories();
+    for (const { history } of histories) {
+      await Worker.runReplayHistory(
+        { workflowBundle: { codePath: bundlePath } },
+        history,
+        RECORDED_WORKFLOW_ID,
+      );
     }
-    expect(replayed).toBeGreaterThanOrEqual(2);
+    expect(histories.length).toBeGreaterThanOrEqual(2);
   });
 });

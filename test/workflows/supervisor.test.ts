@@ -59,7 +59,7 @@ describe('budgetSupervisorWorkflow (time skipping)', () => {
           if (s.passes < 1) throw new Error('no pass yet');
           return s;
         },
-        { timeout: 120_000, interval: 100 },
+        { timeout: LIMITS.supervisorPass, interval: 100 },
       );
       expect(first.lastPass).toMatchObject({
         full: true,
@@ -128,7 +128,7 @@ describe('budgetSupervisorWorkflow (time skipping)', () => {
           if (s.lastFullSweep?.at === first.lastFullSweep?.at) throw new Error('no later full sweep yet');
           return s;
         },
-        { timeout: 120_000, interval: 100 },
+        { timeout: LIMITS.supervisorPass, interval: 100 },
       );
       expect(later.lastFullSweep).toMatchObject({ full: true, started: 1, swept: 99 });
       await t.waitForStatus({ kind: 'key', id: 'sv-k5' }, (s) => s.nextResetAt === resetAt);

@@ -2,6 +2,7 @@ import { describe, expect, it, vi } from 'vitest';
 import type { BudgetRef } from '../../src/budget-ref.js';
 import { pythonIsoFormat } from '../../src/window-id.js';
 import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
+import { LIMITS } from '../helpers/limits.js';
 import {
   budgetLimitsOf,
   insertKey,
@@ -73,7 +74,7 @@ describe('window budgets (time skipping)', () => {
           async () => {
             if ((await t.redis.get(counter)) !== '0.0') throw new Error('counter not set yet');
           },
-          { timeout: 30_000, interval: 50 },
+          { timeout: LIMITS.workflowStep, interval: 50 },
         );
       }
       expect(await t.redis.get(dayCounter)).toBe('7.5');

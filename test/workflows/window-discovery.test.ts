@@ -4,6 +4,7 @@ import { pythonIsoFormat } from '../../src/window-id.js';
 import { supervisorStatusQuery, supervisorWorkflowId } from '../../workflows/supervisor.js';
 import { syncPass } from '../helpers/supervisor.js';
 import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
+import { LIMITS } from '../helpers/limits.js';
 import { budgetLimitsOf, insertKey, insertTeam, setBudgetLimits } from '../helpers/litellm-rows.js';
 
 let t: BudgetTestEnv;
@@ -48,7 +49,7 @@ describe('window budgets found by the supervisor (time skipping)', () => {
           if (s.passes < 1) throw new Error('no pass yet');
           return s;
         },
-        { timeout: 120_000, interval: 100 },
+        { timeout: LIMITS.supervisorPass, interval: 100 },
       );
       expect(first.lastPass).toMatchObject({ changed: 3, started: 3, rejected: 0 });
       await t.waitForStatus(hourly, (s) => s.nextResetAt === hour.toISOString());
