@@ -7,6 +7,7 @@ import { run } from '../../dev/provision/run.js';
 import { statusQuery, type BudgetStatus } from '../../src/temporal/messages.js';
 import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag } from '../helpers/litellm-rows.js';
 import { services, uniqueName, workerEnv } from '../helpers/services.js';
 
@@ -81,7 +82,7 @@ describe('a signal payload nobody can decode', () => {
       async () => {
         for (const ref of [victim, ...healthy]) expect((await status(ref)).nextResetAt).toBe(nextHour);
       },
-      { timeout: 90_000, interval: 500 },
+      { timeout: LIMITS.workerStart, interval: 500 },
     );
     // The worker goes away; while it is down every budget gets a message, and the victim a schedule change
     // followed by a forced reset whose payload claims an encoding no converter knows. The restarted worker
@@ -111,10 +112,12 @@ describe('a signal payload nobody can decode', () => {
       async () => {
         const s = await status(victim);
         expect(s.state, log).toBe('active');
-        // (the reason names the encoding once the workflow checks messages with validateForceResetArgs)
-        expect(s.lastError).toMatch(/forceReset signal ignored/);
+        expect(s.lastError).toBe(
+          'forceReset signal ignored: rejected: its payload cannot be decoded ' +
+            '(unknown encoding "binary/garbage"); send JSON (encoding json/plain)',
+        );
       },
-      { timeout: 90_000, interval: 500 },
+      { timeout: LIMITS.workerStart, interval: 500 },
     );
 
     // Every budget, the victim included, resets on demand with its own activities.
