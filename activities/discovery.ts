@@ -6,6 +6,7 @@ import { discoverBudgetPage } from '../src/db/discovery.js';
 import {
   applyScheduleChanges,
   forEachConcurrently,
+  refusal,
   startIfMissing,
 } from '../src/temporal/budget-workflows.js';
 import type { ActivityDeps } from './deps.js';
@@ -35,6 +36,7 @@ export interface SweepPageResult {
 }
 
 type Temporal = { client: Client; taskQueue: string };
+type Log = { warn(message: string, meta: object): void };
 
 /**
  * Finds the budgets whose schedule changed and tells their workflows, `batchSize` at a time, until none are left
@@ -42,7 +44,7 @@ type Temporal = { client: Client; taskQueue: string };
  * pass, so a change costs one signal and spend traffic costs nothing.
  */
 export async function syncScheduleChanges(
-  deps: Pick<ActivityDeps, 'db'> & { log?: { warn(message: string, meta: object): void } },
+  deps: Pick<ActivityDeps, 'db'> & { log?: Log },
   temporal: Temporal,
   options: { batchSize?: number; maxBatches?: number; heartbeat?: () => void } = {},
 ): Promise<SyncResult> {
@@ -89,14 +91,26 @@ export async function syncScheduleChanges(
  * hand, say). Costs a start call per budget, so it runs rarely (the supervisor's full-sweep interval).
  */
 export async function sweepBudgetPage(
-  deps: Pick<ActivityDeps, 'db'>,
+  deps: Pick<ActivityDeps, 'db'> & { log?: Log },
   temporal: Temporal,
   args: SweepPageArgs,
 ): Promise<SweepPageResult> {
   const page = await discoverBudgetPage(deps.db, args);
   let started = 0;
   await forEachConcurrently(page.items, 16, async (item) => {
-    if (await startIfMissing(temporal.client, temporal.taskQueue, item)) started += 1;
+    try {
+      if (await startIfMissing(temporal.client, temporal.taskQueue, item)) started += 1;
+    } catch (error) {
+      // A budget Temporal refuses (discovery recorded why) must not fail the page: the sweep would retry it
+      // forever and never reach the budgets after it, nor let the supervisor's next pass run.
+      const reason = refusal(error);
+      if (reason === undefined) throw error;
+      deps.log?.warn('budget rejected by Temporal; the sweep goes on without it', {
+        budgetKind: item.kind,
+        budgetId: item.id,
+        reason,
+      });
+    }
   });
   return { found: page.items.length, started, nextAfterId: page.nextAfterId };
 }
@@ -116,7 +130,7 @@ export function createDiscoveryActivities(deps: ActivityDeps) {
     },
     /** One page of the full sweep. */
     async sweepBudgets(args: SweepPageArgs): Promise<SweepPageResult> {
-      return sweepBudgetPage(deps, temporal(), args);
+      return sweepBudgetPage({ db: deps.db, log: Context.current().log }, temporal(), args);
     },
   };
 }

@@ -1,6 +1,9 @@
 import type { MetricMeter } from '@temporalio/common';
 import type { ActivityObserver } from '../activities/deps.js';
 
+/** How often the worker counts running budget workflows by state for the `budget_workflows` gauge. */
+export const BUDGETS_BY_STATE_INTERVAL_MS = 60_000;
+
 /**
  * Our metrics, recorded through the Temporal runtime's meter so they are exported on the same Prometheus
  * endpoint as the SDK's own (`temporal_*`) metrics.

@@ -9,7 +9,7 @@ import { createLogger, temporalLogger } from './logger.js';
 import { migrate } from './db/migrate.js';
 import { createPool } from './db/pool.js';
 import { LateSpendSweeper } from './late-spend-sweeper.js';
-import { createMetricsObserver } from './metrics.js';
+import { BUDGETS_BY_STATE_INTERVAL_MS, createMetricsObserver } from './metrics.js';
 import { freePort } from './free-port.js';
 import { connectClient, connectWorker, type TemporalTarget } from './temporal/connection.js';
 import { BUDGET_WORKFLOW_TYPES_CLAUSE } from './temporal/budget-workflows.js';
@@ -140,7 +140,7 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<v
     if (options.supervisor ?? true) await ensureSupervisor(client, taskQueue, options.supervisorArgs ?? {});
     const gauge = setInterval(
       () => void countBudgetsByState(client, taskQueue).then(observer.setBudgetsByState, () => undefined),
-      60_000,
+      BUDGETS_BY_STATE_INTERVAL_MS,
     );
     cleanups.push(async () => clearInterval(gauge));
 

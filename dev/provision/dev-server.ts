@@ -20,6 +20,8 @@ export interface DevServerOptions {
   dbFile?: string;
   /** Custom search attributes registered before start-up, as `Name=Type`. */
   searchAttributes?: readonly string[];
+  /** More dynamic config, as `key=value` (e.g. a lowered `limit.blobSize.error`). */
+  dynamicConfig?: readonly string[];
   onLog?: (chunk: string) => void;
 }
 
@@ -56,6 +58,7 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<Ru
     args.push('--db-filename', options.dbFile);
   }
   for (const attribute of options.searchAttributes ?? []) args.push('--search-attribute', attribute);
+  for (const value of options.dynamicConfig ?? []) args.push('--dynamic-config-value', value);
 
   const child = spawn(cli, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = options.onLog ?? (() => undefined);

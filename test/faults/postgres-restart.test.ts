@@ -8,6 +8,7 @@ import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
 import { createLiteLLMDatabase } from '../../dev/provision/litellm-database.js';
 import { freePort } from '../../dev/provision/ports.js';
 import { startEmbeddedPostgres, type RunningPostgres } from '../../dev/provision/postgres.js';
+import { LATE_GRACE_MS } from '../../src/reset-plan.js';
 import { scheduleChangedSignal, statusQuery, type BudgetStatus } from '../../src/temporal/messages.js';
 import { supervisorWorkflowId, syncNowSignal } from '../../workflows/supervisor.js';
 import { LIMITS } from '../helpers/limits.js';
@@ -63,13 +64,8 @@ const tier: BudgetRef = { kind: 'budget', id: `${taskQueue}-tier` };
 const status = (ref: BudgetRef): Promise<BudgetStatus> =>
   client.workflow.getHandle(budgetWorkflowId(ref)).query(statusQuery);
 
-async function restartServer(): Promise<void> {
-  await server!.stop();
-  await startServer();
-}
-
 describe('PostgreSQL restarted', () => {
-  it('during a reset transaction: the reset retries and commits once, the budget stays active', async () => {
+  it('during a reset transaction: the reset retries and commits once, late by the outage, the budget stays active', async () => {
     worker = await startWorkerProcess({
       DATABASE_URL: url,
       REDIS_URL: services().redisUrl,
@@ -96,7 +92,34 @@ describe('PostgreSQL restarted', () => {
       },
       { timeout: LIMITS.workflowStep, interval: 100 },
     );
-    await restartServer();
+    const outputBefore = worker.output().length;
+    await server!.stop();
+    // Down until an attempt of the reset (a local activity, so it shows in the worker's log, not in the workflow's
+    // pending activities) has been refused a connection: the outage then outlasts the workflow's wake at the
+    // boundary, and lateness measured at the wake would fall short of the bound below.
+    await vi.waitFor(
+      () => {
+        const refused = worker!
+          .output()
+          .slice(outputBefore)
+          .split('\n')
+          .filter((line) => line.startsWith('{'))
+          .map(
+            (line) => JSON.parse(line) as { msg?: string; activityType?: string; error?: { code?: string } },
+          )
+          .filter(
+            (e) =>
+              e.msg === 'Activity failed' &&
+              e.activityType === 'resetBudget' &&
+              e.error?.code === 'ECONNREFUSED',
+          );
+        expect(refused.length, 'a reset attempt was refused a connection').toBeGreaterThan(0);
+      },
+      { timeout: LIMITS.workflowStep, interval: 100 },
+    );
+    // Nothing can commit before the server is started again.
+    const downUntil = Date.now();
+    await startServer();
     await locker.end().catch(() => undefined);
 
     const s = await vi.waitFor(
@@ -109,10 +132,17 @@ describe('PostgreSQL restarted', () => {
     );
     expect(s).toMatchObject({ state: 'active', cycle: 1, lastError: null });
     const { rows } = await pool.query(
-      `SELECT period_end, entity_count FROM budget_lifecycle.reset_log WHERE budget_id = $1`,
+      `SELECT period_end, entity_count, late_by_ms::float8 AS late_by_ms, trigger
+         FROM budget_lifecycle.reset_log WHERE budget_id = $1`,
       [tier.id],
     );
     expect(rows.map((r) => [(r.period_end as Date).toISOString(), r.entity_count])).toEqual([[boundary, 1]]);
+    // Lateness is measured as the reset commits, after the outage, not when the workflow woke at the boundary;
+    // past the grace period such a reset is a catch-up.
+    const lateByMs = rows[0].late_by_ms as number;
+    expect(lateByMs).toBeGreaterThanOrEqual(downUntil - Date.parse(boundary));
+    expect(rows[0].trigger).toBe(lateByMs > LATE_GRACE_MS ? 'catch_up' : 'schedule');
+    expect(s.lastReset).toMatchObject({ lateByMs, trigger: rows[0].trigger });
     expect(await spendOf(pool, 'LiteLLM_TagTable', { tag_name: `${tier.id}-tag` })).toBe(0);
   });
 

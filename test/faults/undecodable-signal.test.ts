@@ -112,8 +112,10 @@ describe('a signal payload nobody can decode', () => {
       async () => {
         const s = await status(victim);
         expect(s.state, log).toBe('active');
-        // (the reason names the encoding once the workflow checks messages with validateForceResetArgs)
-        expect(s.lastError).toMatch(/forceReset signal ignored/);
+        expect(s.lastError).toBe(
+          'forceReset signal ignored: rejected: its payload cannot be decoded ' +
+            '(unknown encoding "binary/garbage"); send JSON (encoding json/plain)',
+        );
       },
       { timeout: LIMITS.workerStart + LIMITS.workflowStep, interval: 500 },
     );
