@@ -107,7 +107,10 @@ describe('late spend (time skipping)', () => {
           timeout: LIMITS.workflowStep,
         })
         .toBeCloseTo(0, 10);
-      expect(await localActivityMarkers(ref)).toContain('reconcileLateSpend');
+      // The workflow records the check's marker when the task that ran it completes, just after its commit.
+      await expect
+        .poll(() => localActivityMarkers(ref), { timeout: LIMITS.workflowStep })
+        .toContain('reconcileLateSpend');
       const { rows } = await t.db.pool.query(
         `SELECT entity_id, late_spend FROM budget_lifecycle.late_spend_correction WHERE reset_id = $1`,
         [reset.resetId],
