@@ -210,8 +210,7 @@ export async function benchHerd(
         return armed >= options.budgets ? performance.now() : undefined;
       },
       { timeoutMs: Math.max(60_000, boundaryMs - Date.now() + 600_000), intervalMs: 250 },
-    );
-    clearInterval(timeline);
+    ).finally(() => clearInterval(timeline));
     const armedAt = performance.now();
     const marginMs = boundaryMs - Date.now();
     const metricsAtArmed = await scrapeAll(ports);
