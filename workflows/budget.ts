@@ -4,7 +4,6 @@ import {
   condition,
   continueAsNew,
   log,
-  patched,
   proxyLocalActivities,
   setCurrentDetails,
   setHandler,
@@ -61,15 +60,6 @@ export const MAX_HISTORY_EVENTS = 1_000;
  */
 const ARM_LEAD_MIN_MS = 10_000;
 const ARM_LEAD_SPREAD_MS = 230_000;
-/**
- * A reset the worker armed commits at its boundary without the workflow; the workflow wakes between 10 and 30
- * seconds later (spread by the workflow id) to collect the outcome. Waking at the boundary itself put 10,000
- * workflow tasks in the same seconds as the herd's commits, on the same cores.
- */
-const COLLECT_AFTER_MIN_MS = 10_000;
-const COLLECT_AFTER_SPREAD_MS = 20_000;
-/** The change that moved the collecting wake after the boundary (releases before it woke at the boundary). */
-export const COLLECT_AFTER_BOUNDARY_PATCH = 'collect-armed-reset-after-boundary';
 /** Answered forced-reset request ids remembered for deduplication (carried across continue-as-new). */
 const REMEMBERED_REQUESTS = 200;
 
@@ -202,10 +192,7 @@ class BudgetEntity {
   private readonly carriedIds: ReadonlySet<string>;
   /** The boundary whose reset is armed in the worker (not carried: arming again is harmless). */
   private armedFor: string | null = null;
-  /** The worker said it will run the armed reset itself (false: too far ahead, clocks apart, arming failed). */
-  private armedInWorker = false;
   private readonly armLeadMs: number;
-  private readonly collectAfterMs: number;
 
   constructor(private readonly args: BudgetEntityArgs) {
     const carried = args.carried;
@@ -224,8 +211,6 @@ class BudgetEntity {
     this.lateSpendChecks = [...(carried?.lateSpendChecks ?? [])];
     this.carriedIds = new Set(this.pending.map((p) => p.requestId));
     this.armLeadMs = ARM_LEAD_MIN_MS + (spread(workflowInfo().workflowId) % ARM_LEAD_SPREAD_MS);
-    this.collectAfterMs =
-      COLLECT_AFTER_MIN_MS + (spread(`collect/${workflowInfo().workflowId}`) % COLLECT_AFTER_SPREAD_MS);
 
     setHandler(forceResetSignal, (force) => this.onForceResetSignal(force));
     setHandler(resetNowUpdate, (force) => this.onResetNow(force), {
@@ -266,9 +251,7 @@ class BudgetEntity {
         continue;
       }
       const due = this.dueInMs();
-      // The reset is the workflow's to run (or, when armed, to collect) this long from now.
-      const runIn = due === null ? null : due + this.collectDelayMs();
-      if (runIn !== null && runIn <= 0) {
+      if (due !== null && due <= 0) {
         await this.runScheduled();
         continue;
       }
@@ -287,22 +270,12 @@ class BudgetEntity {
         this.paused !== pausedAtWait ||
         this.continueAsNewDue();
       const wakeIn = [
-        due === null || runIn === null ? null : due > this.armLeadMs ? due - this.armLeadMs : runIn,
+        due === null ? null : due > this.armLeadMs ? due - this.armLeadMs : due,
         checkIn,
       ].filter((ms): ms is number => ms !== null);
       if (wakeIn.length === 0) await condition(woke);
       else await condition(woke, Math.min(...wakeIn));
     }
-  }
-
-  /**
-   * How long after the boundary the workflow wakes for a reset the worker armed and runs itself: 0 when the
-   * workflow runs the reset (not armed here, or a run of a release that woke at the boundary, replayed).
-   */
-  private collectDelayMs(): number {
-    if (this.schedule.kind !== 'scheduled' || this.armedFor !== this.schedule.nextResetAt) return 0;
-    if (!this.armedInWorker) return 0;
-    return patched(COLLECT_AFTER_BOUNDARY_PATCH) ? this.collectAfterMs : 0;
   }
 
   /** Milliseconds until the earliest late-spend check; null when none is waiting. */
@@ -416,9 +389,8 @@ class BudgetEntity {
     if (this.schedule.kind !== 'scheduled') return;
     const at = this.schedule.nextResetAt;
     this.armedFor = at;
-    this.armedInWorker = false;
     try {
-      this.armedInWorker = await db.armReset({ ...this.plannedReset({ catchUp: this.catchUpPending }), at });
+      await db.armReset({ ...this.plannedReset({ catchUp: this.catchUpPending }), at });
     } catch (error) {
       log.warn('could not arm the reset; it runs when the workflow wakes', { error: describe(error) });
     }
@@ -429,7 +401,6 @@ class BudgetEntity {
     if (this.armedFor === null || this.schedule.kind !== 'scheduled') return;
     const request = this.plannedReset({});
     this.armedFor = null;
-    this.armedInWorker = false;
     await db.disarmReset(request).catch(() => undefined);
   }
 

@@ -21,22 +21,6 @@ import { insertBudget, insertTag, spendOf } from '../helpers/litellm-rows.js';
 import { services, uniqueName } from '../helpers/services.js';
 import { bundleWorkflows, installTestRuntime } from '../helpers/temporal.js';
 
-type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
-
-/** The payloads a marker records, as text (a local activity's type, a patch's id). */
-function markerText(event: HistoryEvent): string {
-  const details = event.markerRecordedEventAttributes?.details ?? {};
-  return Object.values(details)
-    .flatMap((d) => d.payloads ?? [])
-    .map((p) => Buffer.from(p.data ?? new Uint8Array()).toString('utf8'))
-    .join('\n');
-}
-
-/** A protobuf timestamp or duration in milliseconds. */
-function protoMs(t: { seconds?: unknown; nanos?: number | null } | null | undefined): number {
-  return Number(String(t?.seconds ?? 0)) * 1000 + (t?.nanos ?? 0) / 1e6;
-}
-
 /** Where `RECORD_HISTORIES=1` writes this release's armed history (beside test/workflows/history.test.ts's). */
 const RELEASE = '0.4.0';
 const HISTORIES = fileURLToPath(new URL('../workflows/histories/', import.meta.url));
@@ -114,16 +98,6 @@ describe('a reset armed in the worker', () => {
         { timeout: 120_000, interval: 250 },
       );
       expect(Date.now()).toBeLessThan(boundary.getTime());
-      // The armed workflow sleeps past the boundary (10 to 30 s): the worker commits without it, and a herd's
-      // commits do not share their seconds with every workflow's task. The wake went in behind a patch marker.
-      const events = (await client.workflow.getHandle(budgetWorkflowId(armed)).fetchHistory()).events ?? [];
-      const armedAt = events.findIndex((e) => markerText(e).includes('armReset'));
-      const wake = events.slice(armedAt).find((e) => e.timerStartedEventAttributes);
-      expect(wake).toBeDefined();
-      const wakeAt =
-        protoMs(wake?.eventTime) + protoMs(wake?.timerStartedEventAttributes?.startToFireTimeout);
-      expect(wakeAt).toBeGreaterThanOrEqual(boundary.getTime() + 10_000);
-      expect(events.map(markerText).join('\n')).toContain('collect-armed-reset-after-boundary');
       await client.workflow
         .getHandle(budgetWorkflowId(paused))
         .executeUpdate(pauseUpdate, { args: [{ reason: 'hold' }] });
