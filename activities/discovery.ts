@@ -26,6 +26,11 @@ export interface SweepPageArgs {
   readonly kind: BudgetKind;
   readonly afterId: string;
   readonly limit: number;
+  /**
+   * Skip budgets synced since this instant (the start of the pass whose sync just ran): their workflows were
+   * started or signalled by it. Absent in the arguments of supervisors before it: nothing is skipped.
+   */
+  readonly syncedSince?: string;
 }
 
 export interface SweepPageResult {

@@ -38,7 +38,10 @@ export interface SupervisorPass {
   readonly full: boolean;
   /** Budgets whose schedule differed from what their workflow knew. */
   readonly changed: number;
-  /** Budgets the full sweep checked (0 when the pass was not full). */
+  /**
+   * Budgets the full sweep checked (0 when the pass was not full), not counting those the same pass's sync had just
+   * started or signalled.
+   */
   readonly swept: number;
   readonly started: number;
   readonly signalled: number;
@@ -100,7 +103,13 @@ export async function budgetSupervisorWorkflow(args: SupervisorArgs = {}): Promi
       for (const kind of BUDGET_KINDS) {
         let afterId: string | undefined = '';
         while (afterId !== undefined) {
-          const page: SweepPageResult = await sweepBudgets({ kind, afterId, limit: pageSize });
+          // Budgets this pass's sync has just started or signalled have a workflow: the sweep skips them.
+          const page: SweepPageResult = await sweepBudgets({
+            kind,
+            afterId,
+            limit: pageSize,
+            syncedSince: new Date(now).toISOString(),
+          });
           totals.swept += page.found;
           totals.started += page.started;
           afterId = page.nextAfterId;

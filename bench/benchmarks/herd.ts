@@ -1,4 +1,5 @@
 import { readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { budgetWorkflowId, type BudgetKind } from '../../src/budget-ref.js';
@@ -16,6 +17,9 @@ import {
   LITELLM_TICK,
 } from '../lib/litellm-model.js';
 import { cpuByGroup, cpuDelta } from '../lib/proc.js';
+import { freePort } from '../../src/free-port.js';
+import { metricsDelta, scrapeAll } from '../lib/worker-metrics.js';
+import proto from '@temporalio/proto';
 import type { Services } from '../lib/services.js';
 import { median, round } from '../lib/stats.js';
 import { createWorkerDatabase, type WorkerDatabase } from '../lib/worker-database.js';
@@ -101,6 +105,17 @@ export interface HerdFigures {
     readonly cpu: Record<string, { cpuMs: number; cores: number }>;
   };
   readonly cpuDuringDiscovery: Record<string, { cpuMs: number; cores: number }>;
+  /**
+   * The workers' SDK metrics (both added up, from their Prometheus endpoints) gained from spawn until every
+   * workflow knew its boundary, and from then until the last commit: workflow tasks, sticky-cache hits, misses
+   * and forced evictions, local activities.
+   */
+  readonly workerMetrics: {
+    readonly discovery: Record<string, number>;
+    readonly boundary: Record<string, number>;
+  };
+  /** History events by type of the sampled workflows once every workflow knew its boundary (all samples added). */
+  readonly discoveryHistory: { readonly sampled: number; readonly events: Record<string, number> };
   readonly litellm: {
     readonly sweepMs: number;
     readonly sweepPages: number;
@@ -144,8 +159,11 @@ export async function benchHerd(
   const cpuGroup = (workers: WorkerProcess[]) => (p: { pid: number; comm: string }) =>
     workers.some((w) => w.pid === p.pid) ? 'workers' : p.comm;
   const workers: WorkerProcess[] = [];
+  const ports: number[] = [];
   const cpuStart = cpuByGroup();
   for (let i = 0; i < options.workers; i += 1) {
+    const metricsPort = await freePort();
+    ports.push(metricsPort);
     workers.push(
       await spawnWorker({
         databaseUrl: db.workerUrl,
@@ -154,6 +172,7 @@ export async function benchHerd(
         taskQueue,
         redisNamespace: taskQueue,
         cpuProfileDir: profileFolder,
+        metricsPort,
       }),
     );
   }
@@ -166,6 +185,21 @@ export async function benchHerd(
     await waitReady(workers, 300_000);
     const readyAt = Math.min(...workers.map((w) => w.readyAt ?? spawnedAt));
     let runningAt: number | undefined;
+    // Every 10 s: workflows running, the workers' workflow tasks and sticky cache, and CPU since spawn (ms).
+    const timeline = setInterval(() => {
+      const cpu = cpuByGroup(cpuGroup(workers));
+      const cpuOf = (name: string) => round(((cpu[name] ?? 0) - (cpuStart[name] ?? 0)) / 1000, 1);
+      void Promise.all([countRunning(temporal, taskQueue), scrapeAll(ports)]).then(([running, m]) =>
+        log(
+          `${round((performance.now() - spawnedAt) / 1000, 0)} s: ${running} running; workflow tasks ` +
+            `${m.temporal_workflow_task_execution_latency_count ?? 0}, sticky cache ${m.temporal_sticky_cache_size ?? 0}, ` +
+            `hits ${m.temporal_sticky_cache_hit ?? 0}, misses ${m.temporal_sticky_cache_miss ?? 0}, ` +
+            `forced evictions ${m.temporal_sticky_cache_total_forced_eviction ?? 0}, ` +
+            `replays ${m.temporal_workflow_task_replay_latency_count ?? 0}; CPU s workers ${cpuOf('workers')}, ` +
+            `dev server ${cpuOf('temporal')}, postgres ${cpuOf('postgres')}; load ${os.loadavg()[0]?.toFixed(1)}`,
+        ),
+      );
+    }, 10_000);
     await pollUntil(
       'every budget has a running workflow that knows its boundary',
       async () => {
@@ -176,9 +210,10 @@ export async function benchHerd(
         return armed >= options.budgets ? performance.now() : undefined;
       },
       { timeoutMs: Math.max(60_000, boundaryMs - Date.now() + 600_000), intervalMs: 250 },
-    );
+    ).finally(() => clearInterval(timeline));
     const armedAt = performance.now();
     const marginMs = boundaryMs - Date.now();
+    const metricsAtArmed = await scrapeAll(ports);
     const cpuDiscovery = cpuDelta(cpuStart, cpuByGroup(cpuGroup(workers)), armedAt - spawnedAt);
     log(
       `running after ${round(((runningAt ?? armedAt) - spawnedAt) / 1000)} s, armed after ` +
@@ -189,6 +224,13 @@ export async function benchHerd(
     const refs = sampleRefs(options);
     const sampleIds = refs.map((r) => budgetWorkflowId(r));
     const historyBefore = marginMs > 5_000 ? await historyLengths(temporal, sampleIds) : undefined;
+    const discoveryHistory = await historyEventTypes(
+      temporal,
+      Array.from({ length: Math.min(20, options.budgets) }, (_, i) => budgetWorkflowId(refOf(i))),
+    );
+    log(
+      `history of ${discoveryHistory.sampled} sampled workflows after discovery: ${JSON.stringify(discoveryHistory.events)}`,
+    );
 
     // Watch the audit from just before the boundary.
     if (boundaryMs - Date.now() > 1_000) await sleep(boundaryMs - Date.now() - 1_000);
@@ -204,6 +246,7 @@ export async function benchHerd(
       Math.max(1, lastCommitMs + 1_000),
     );
     const endMono = boundaryMono + lastCommitMs * 1000;
+    const metricsAtBoundary = metricsDelta(metricsAtArmed, await scrapeAll(ports));
     log(`all ${options.budgets} committed ${round(lastCommitMs / 1000, 2)} s after the boundary`);
 
     const audit = await checkAudit(db, boundary, options.budgets);
@@ -295,6 +338,8 @@ export async function benchHerd(
       cpuAtBoundary,
       lateSpendChecks,
       cpuDuringDiscovery: cpuDiscovery,
+      workerMetrics: { discovery: metricsAtArmed, boundary: metricsAtBoundary },
+      discoveryHistory,
       litellm: {
         sweepMs: sweep.totalMs,
         sweepPages: sweep.pages,
@@ -344,6 +389,39 @@ async function observeLateSpendChecks(
     lastMs: round(lastMs, 0),
     cpu: cpuDelta(cpuBefore, cpu(), Math.max(1, Date.now() - startedAt)),
   };
+}
+
+/** History events by type, added up over the given workflows. */
+async function historyEventTypes(
+  temporal: DevTemporal,
+  workflowIds: readonly string[],
+): Promise<HerdFigures['discoveryHistory']> {
+  const events: Record<string, number> = {};
+  for (const id of workflowIds) {
+    const history = await temporal.client.workflow.getHandle(id).fetchHistory();
+    for (const e of history.events ?? []) {
+      let name = (proto.temporal.api.enums.v1.EventType[e.eventType ?? 0] ?? String(e.eventType)).replace(
+        /^EVENT_TYPE_/,
+        '',
+      );
+      const marker = e.markerRecordedEventAttributes;
+      if (marker)
+        name += ` ${marker.markerName}:${localActivityType(marker.details?.data?.payloads?.[0]?.data)}`;
+      events[name] = (events[name] ?? 0) + 1;
+    }
+  }
+  return { sampled: workflowIds.length, events };
+}
+
+/** The activity type a local-activity marker records, if it is readable. */
+function localActivityType(data: Uint8Array | null | undefined): string {
+  if (!data) return '?';
+  try {
+    const parsed = JSON.parse(Buffer.from(data).toString('utf8')) as { activity_type?: string };
+    return parsed.activity_type ?? '?';
+  } catch {
+    return '?';
+  }
 }
 
 /** Why resets are missing: a few of the budgets without one, with their workflow's status. */

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { BudgetKind, BudgetRef } from '../budget-ref.js';
 import { OWNERS, ident } from '../entities.js';
+import { SCHEMA } from './migrate.js';
 import { windowRowsSql } from './window-budget.js';
 
 export interface DiscoveryPage {
@@ -11,23 +12,30 @@ export interface DiscoveryPage {
 
 /**
  * One keyset page of the budgets of one kind that have a duration, ordered by id (the full sweep). Expired keys
- * are skipped: LiteLLM does not reset them.
+ * are skipped: LiteLLM does not reset them. With `syncedSince`, so are budgets whose workflow was started,
+ * signalled or wrote its schedule since then (their `budget_sync` row says so, and they were not refused): the
+ * sweep that follows a discovery pass need not start again the 10,000 workflows that pass has just started.
  */
 export async function discoverBudgetPage(
   db: pg.Pool,
-  args: { kind: BudgetKind; afterId: string; limit: number },
+  args: { kind: BudgetKind; afterId: string; limit: number; syncedSince?: string },
 ): Promise<DiscoveryPage> {
   if (args.kind === 'window') return discoverWindowPage(db, args);
   const owner = OWNERS[args.kind];
   const key = ident(owner.key);
   const notExpired =
     args.kind === 'key' ? ` AND ("expires" IS NULL OR "expires" > (now() AT TIME ZONE 'UTC'))` : '';
+  const notJustSynced = args.syncedSince
+    ? ` AND NOT EXISTS (SELECT 1 FROM ${SCHEMA}.budget_sync s
+                         WHERE s.budget_kind = $4 AND s.budget_key = ${SCHEMA}.id_key(${key})
+                           AND s.synced_at >= $3::timestamptz AND s.rejected IS NULL)`
+    : '';
   const { rows } = await db.query<{ id: string }>(
     `SELECT ${key} AS id FROM ${ident(owner.table)}
-      WHERE ${key} COLLATE "C" > $1 AND "budget_duration" IS NOT NULL${notExpired}
+      WHERE ${key} COLLATE "C" > $1 AND "budget_duration" IS NOT NULL${notExpired}${notJustSynced}
       ORDER BY ${key} COLLATE "C"
       LIMIT $2`,
-    [args.afterId, args.limit],
+    args.syncedSince ? [args.afterId, args.limit, args.syncedSince, args.kind] : [args.afterId, args.limit],
   );
   const items = rows.map((r) => ({ kind: args.kind, id: r.id }));
   const last = items[items.length - 1];

@@ -1,17 +1,31 @@
 import { Client, Connection } from '@temporalio/client';
+import proto from '@temporalio/proto';
 import { NativeConnection, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { Redis } from 'ioredis';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
 import { DEFAULT_SCHEDULE } from '../../src/schedule.js';
 import { BUDGET_WORKFLOW_TYPE } from '../../src/temporal/budget-workflows.js';
-import { pauseUpdate, statusQuery, type BudgetStatus } from '../../src/temporal/messages.js';
+import {
+  pauseUpdate,
+  scheduleChangedSignal,
+  statusQuery,
+  type BudgetStatus,
+} from '../../src/temporal/messages.js';
 import { createBudgetWorker } from '../../src/worker.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag, spendOf } from '../helpers/litellm-rows.js';
 import { services, uniqueName } from '../helpers/services.js';
 import { bundleWorkflows, installTestRuntime } from '../helpers/temporal.js';
+
+/** Where `RECORD_HISTORIES=1` writes this release's armed history (beside test/workflows/history.test.ts's). */
+const RELEASE = '0.4.0';
+const HISTORIES = fileURLToPath(new URL('../workflows/histories/', import.meta.url));
+const RECORD = process.env.RECORD_HISTORIES === '1';
 
 // Arming works on the wall clock, so it is proved on the dev server in real time: a reset armed ahead of its
 // boundary is run by the worker at the boundary and collected by its workflow; a pause takes it back.
@@ -127,4 +141,63 @@ describe('a reset armed in the worker', { timeout: TEST_TIMEOUT }, () => {
         await client.workflow.getHandle(budgetWorkflowId(ref)).terminate('test finished');
     });
   });
+});
+
+describe('an armed history', () => {
+  // A tool for maintainers, not a check: it runs only with RECORD_HISTORIES=1. The time-skipping scenario of
+  // test/workflows/history.test.ts never arms (its clock is not the worker's), so the path every production run
+  // takes (armed in the worker, collected by the workflow) is recorded here, in real time, for the replay test.
+  it.runIf(RECORD)(
+    'records an armed reset of this release',
+    async () => {
+      const client = new Client({ connection });
+      const taskQueue = uniqueName('armed-record');
+      const worker = await createBudgetWorker({
+        connection: nativeConnection,
+        taskQueue,
+        workflowBundle: bundle,
+        deps: {
+          db: db.pool,
+          redis,
+          config: { schedule: DEFAULT_SCHEDULE, rollover: false, redisNamespace: taskQueue },
+        },
+      });
+      // The replay test replays every history under this id: the arming time is derived from it.
+      const ref: BudgetRef = { kind: 'budget', id: 'replay' };
+      const boundary = new Date(Math.ceil((Date.now() + 45_000) / 60_000) * 60_000);
+      await insertBudget(db.pool, { id: ref.id, duration: '1m', resetAt: boundary.toISOString() });
+      await insertTag(db.pool, { name: `${ref.id}-tag`, spend: 3, budgetId: ref.id });
+      const handle = client.workflow.getHandle(budgetWorkflowId(ref));
+      await worker.runUntil(async () => {
+        await client.workflow.start(BUDGET_WORKFLOW_TYPE, {
+          taskQueue,
+          workflowId: budgetWorkflowId(ref),
+          args: [ref],
+        });
+        // Two boundaries: each armed, run by the worker and collected.
+        await vi.waitFor(
+          async () => {
+            if ((await handle.query(statusQuery)).cycle < 2) throw new Error('not collected yet');
+          },
+          { timeout: 240_000, interval: 500 },
+        );
+        await handle.executeUpdate(pauseUpdate, { args: [{ reason: 'recorded pause' }] });
+        await db.pool.query(`DELETE FROM "LiteLLM_BudgetTable" WHERE budget_id = $1`, [ref.id]);
+        await handle.signal(scheduleChangedSignal);
+        expect(await handle.result()).toMatchObject({ reason: 'row_deleted' });
+      });
+      const { History } = proto.temporal.api.history.v1;
+      const history = History.toObject(History.fromObject(await handle.fetchHistory()), {
+        longs: String,
+        enums: String,
+        bytes: String,
+      });
+      await mkdir(path.join(HISTORIES, RELEASE), { recursive: true });
+      await writeFile(
+        path.join(HISTORIES, RELEASE, 'budget-armed.json'),
+        `${JSON.stringify(history, null, 1)}\n`,
+      );
+    },
+    360_000,
+  );
 });
