@@ -4,7 +4,6 @@ import { NativeConnection, type WorkflowBundleWithSourceMap } from '@temporalio/
 import { Redis } from 'ioredis';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
 import { DEFAULT_SCHEDULE } from '../../src/schedule.js';
@@ -17,14 +16,13 @@ import {
 } from '../../src/temporal/messages.js';
 import { createBudgetWorker } from '../../src/worker.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+import { HISTORIES, RELEASE } from '../helpers/histories.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag, spendOf } from '../helpers/litellm-rows.js';
 import { services, uniqueName } from '../helpers/services.js';
 import { bundleWorkflows, installTestRuntime } from '../helpers/temporal.js';
 
 /** Where `RECORD_HISTORIES=1` writes this release's armed history (beside test/workflows/history.test.ts's). */
-const RELEASE = '0.4.0';
-const HISTORIES = fileURLToPath(new URL('../workflows/histories/', import.meta.url));
 const RECORD = process.env.RECORD_HISTORIES === '1';
 
 // Arming works on the wall clock, so it is proved on the dev server in real time: a reset armed ahead of its
@@ -53,20 +51,25 @@ afterAll(async () => {
   await db?.drop();
 });
 
+/** A worker with the real activities on this file's database and Redis, its namespace the task queue. */
+function armingWorker(taskQueue: string) {
+  return createBudgetWorker({
+    connection: nativeConnection,
+    taskQueue,
+    workflowBundle: bundle,
+    deps: {
+      db: db.pool,
+      redis,
+      config: { schedule: DEFAULT_SCHEDULE, rollover: false, redisNamespace: taskQueue },
+    },
+  });
+}
+
 describe('a reset armed in the worker', { timeout: TEST_TIMEOUT }, () => {
   it('commits at the boundary, is collected by its workflow, and a pause takes it back', async () => {
     const client = new Client({ connection });
     const taskQueue = uniqueName('armed');
-    const worker = await createBudgetWorker({
-      connection: nativeConnection,
-      taskQueue,
-      workflowBundle: bundle,
-      deps: {
-        db: db.pool,
-        redis,
-        config: { schedule: DEFAULT_SCHEDULE, rollover: false, redisNamespace: taskQueue },
-      },
-    });
+    const worker = await armingWorker(taskQueue);
     // Within the arming lead (at most 4 minutes), so both arm as soon as they start; on a minute boundary.
     const boundary = new Date(Math.ceil((Date.now() + MIN_LEAD_MS) / 60_000) * 60_000);
     const armed: BudgetRef = { kind: 'budget', id: uniqueName('armed') };
@@ -152,16 +155,7 @@ describe('an armed history', () => {
     async () => {
       const client = new Client({ connection });
       const taskQueue = uniqueName('armed-record');
-      const worker = await createBudgetWorker({
-        connection: nativeConnection,
-        taskQueue,
-        workflowBundle: bundle,
-        deps: {
-          db: db.pool,
-          redis,
-          config: { schedule: DEFAULT_SCHEDULE, rollover: false, redisNamespace: taskQueue },
-        },
-      });
+      const worker = await armingWorker(taskQueue);
       // The replay test replays every history under this id: the arming time is derived from it.
       const ref: BudgetRef = { kind: 'budget', id: 'replay' };
       const boundary = new Date(Math.ceil((Date.now() + 45_000) / 60_000) * 60_000);
