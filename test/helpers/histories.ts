@@ -1,5 +1,6 @@
 import proto from '@temporalio/proto';
-import { readdir, readFile } from 'node:fs/promises';
+import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { budgetWorkflowId } from '../../src/budget-ref.js';
@@ -32,4 +33,22 @@ export async function committedHistories(): Promise<Array<{ name: string; histor
     }
   }
   return histories;
+}
+
+/**
+ * Commits a history this release recorded, as `<RELEASE>/<file>`, after replaying it on the code that recorded it:
+ * what is committed must replay.
+ */
+export async function commitHistory(
+  file: string,
+  recorded: unknown,
+  workflowBundle: WorkflowBundleWithSourceMap,
+): Promise<string> {
+  const history = History.fromObject(recorded as Parameters<typeof History.fromObject>[0]);
+  await Worker.runReplayHistory({ workflowBundle }, history, RECORDED_WORKFLOW_ID);
+  const json = History.toObject(history, { longs: String, enums: String, bytes: String });
+  await mkdir(path.join(HISTORIES, RELEASE), { recursive: true });
+  const target = path.join(HISTORIES, RELEASE, file);
+  await writeFile(target, `${JSON.stringify(json, null, 1)}\n`);
+  return `${history.events.length} events into ${path.relative(process.cwd(), target)}`;
 }

@@ -1,7 +1,3 @@
-import proto from '@temporalio/proto';
-import { Worker } from '@temporalio/worker';
-import { mkdir, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type BudgetRef } from '../../src/budget-ref.js';
 import {
@@ -12,14 +8,13 @@ import {
   scheduleChangedSignal,
 } from '../../src/temporal/messages.js';
 import { useBudgetTestEnv, type BudgetTestEnv } from '../helpers/budget-env.js';
-import { HISTORIES, RECORDED_WORKFLOW_ID, RELEASE } from '../helpers/histories.js';
+import { commitHistory, RECORDED_WORKFLOW_ID, RELEASE } from '../helpers/histories.js';
 import { insertBudget, insertTag } from '../helpers/litellm-rows.js';
 
 // `npm run record:histories` (vitest.record.config.ts): records this release's scenario history into
 // test/workflows/histories/<RELEASE>/, which the suite then replays against every later release's code. A tool for
 // maintainers, run when a release changes workflow code; not part of `npm test`.
 
-const { History } = proto.temporal.api.history.v1;
 const HOUR = 60 * 60 * 1000;
 
 let t: BudgetTestEnv;
@@ -58,14 +53,8 @@ describe(`the release ${RELEASE} histories`, () => {
       await handle.signal(scheduleChangedSignal);
       expect(await handle.result()).toMatchObject({ reason: 'row_deleted' });
 
-      const history = History.fromObject(await handle.fetchHistory());
-      // What is committed must replay on the code that recorded it.
-      await Worker.runReplayHistory({ workflowBundle: t.bundle }, history, RECORDED_WORKFLOW_ID);
-      const json = History.toObject(history, { longs: String, enums: String, bytes: String });
-      await mkdir(path.join(HISTORIES, RELEASE), { recursive: true });
-      const file = path.join(HISTORIES, RELEASE, 'budget-scenario.json');
-      await writeFile(file, `${JSON.stringify(json, null, 1)}\n`);
-      console.log(`recorded ${history.events.length} events into ${path.relative(process.cwd(), file)}`);
+      const recorded = await commitHistory('budget-scenario.json', await handle.fetchHistory(), t.bundle);
+      console.log(`recorded ${recorded}`);
     });
   });
 });
