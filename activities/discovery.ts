@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
-import { BUDGET_KINDS, type BudgetKind } from '../src/budget-ref.js';
+import { BUDGET_KINDS, displayText, type BudgetKind } from '../src/budget-ref.js';
 import { findScheduleChanges, forgetSchedules, rememberSchedules } from '../src/db/budget-sync.js';
 import { discoverBudgetPage } from '../src/db/discovery.js';
 import {
@@ -75,7 +75,8 @@ export async function syncScheduleChanges(
       for (const { id, reason } of applied.rejected) {
         deps.log?.warn('budget rejected by Temporal; it is retried when its row changes', {
           budgetKind: kind,
-          budgetId: id,
+          // An id long enough to be refused would otherwise fill the log line.
+          budgetId: displayText(id),
           reason,
         });
       }
@@ -112,7 +113,7 @@ export async function sweepBudgetPage(
       if (reason === undefined) throw error;
       deps.log?.warn('budget rejected by Temporal; the sweep goes on without it', {
         budgetKind: item.kind,
-        budgetId: item.id,
+        budgetId: displayText(item.id),
         reason,
       });
     }

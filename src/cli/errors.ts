@@ -10,6 +10,11 @@ export class UnknownBudgetError extends Error {
   override readonly name = 'UnknownBudgetError';
 }
 
+/** A budget without a workflow because Temporal refused to start it; the message says why. */
+export class RefusedBudgetError extends Error {
+  override readonly name = 'RefusedBudgetError';
+}
+
 export class DatabaseUnreachableError extends Error {
   override readonly name = 'DatabaseUnreachableError';
 }
@@ -25,7 +30,9 @@ export function explain(error: unknown): { message: string; code: number } {
   if (error instanceof InvalidBudgetRefError || error instanceof ConfigError) {
     return { message: error.message, code: EXIT.usage };
   }
-  if (error instanceof UnknownBudgetError) return { message: error.message, code: EXIT.notFound };
+  if (error instanceof UnknownBudgetError || error instanceof RefusedBudgetError) {
+    return { message: error.message, code: EXIT.notFound };
+  }
   if (error instanceof WorkflowNotFoundError) {
     const ref = parseBudgetWorkflowId(error.workflowId);
     return {

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { WorkflowNotFoundError } from '@temporalio/client';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
@@ -11,8 +12,10 @@ import {
   displayText,
   formatBudgetRef,
   parseBudgetRef,
+  type BudgetRef,
 } from '../budget-ref.js';
 import { loadConfig, redactUrl, requireDatabaseUrl, type Config } from '../config.js';
+import { findRejection } from '../db/budget-sync.js';
 import { resetHistory } from '../db/history.js';
 import { migrate } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
@@ -30,7 +33,7 @@ import {
   ResetCountKey,
 } from '../temporal/search-attributes.js';
 import { runWorkerProcess } from '../worker-process.js';
-import { DatabaseUnreachableError, EXIT, explain, oneLine } from './errors.js';
+import { DatabaseUnreachableError, EXIT, explain, oneLine, RefusedBudgetError } from './errors.js';
 import { formatRecord, formatTable } from './output.js';
 
 interface GlobalOptions {
@@ -170,6 +173,21 @@ program
     );
   });
 
+/**
+ * A budget without a workflow may be one Temporal refused to start (discovery recorded why): say so instead of
+ * suggesting a sync that would be refused again. Without a reachable database the caller's error stands.
+ */
+async function explainRefusal(budget: BudgetRef): Promise<void> {
+  const config = loadConfig();
+  if (!config.databaseUrl) return;
+  const reason = await withDatabase(config, (db) => findRejection(db, budget)).catch(() => undefined);
+  if (reason === undefined) return;
+  throw new RefusedBudgetError(
+    `Temporal refused to start the workflow of ${displayBudgetRef(budget)}: ${oneLine(reason)}; ` +
+      'fix the row (a shorter id, for one) and it is tried again when the row changes',
+  );
+}
+
 program
   .command('status <ref>')
   .description(
@@ -179,7 +197,10 @@ program
     const budget = parseBudgetRef(ref);
     const status = await withClient((client) =>
       client.workflow.getHandle(budgetWorkflowId(budget)).query(statusQuery),
-    );
+    ).catch(async (error: unknown) => {
+      if (error instanceof WorkflowNotFoundError) await explainRefusal(budget);
+      throw error;
+    });
     print(status, () =>
       formatRecord({
         budget: formatBudgetRef(budget),

@@ -100,6 +100,16 @@ export async function rememberSchedules(
   );
 }
 
+/** Why Temporal refused to start this budget's workflow, as discovery recorded it; undefined if it did not. */
+export async function findRejection(db: pg.Pool, ref: BudgetRef): Promise<string | undefined> {
+  const { rows } = await db.query<{ rejected: string }>(
+    `SELECT rejected FROM ${SCHEMA}.budget_sync
+      WHERE budget_kind = $1 AND budget_key = ${SCHEMA}.id_key($2) AND rejected IS NOT NULL`,
+    [ref.kind, ref.id],
+  );
+  return rows[0]?.rejected;
+}
+
 /** Forgets budgets whose rows are gone or no longer scheduled (their workflows have been told). */
 export async function forgetSchedules(db: pg.Pool, kind: BudgetKind, ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;

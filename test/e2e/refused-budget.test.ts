@@ -1,10 +1,11 @@
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startDevServer, type RunningDevServer } from '../../dev/provision/dev-server.js';
-import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
+import { budgetWorkflowId, formatBudgetRef, type BudgetRef } from '../../src/budget-ref.js';
 import { statusQuery, type BudgetStatus } from '../../src/temporal/messages.js';
 import { searchAttributeFlags } from '../../src/temporal/search-attributes.js';
 import { supervisorStatusQuery, supervisorWorkflowId, syncNowSignal } from '../../workflows/supervisor.js';
+import { budgetctl } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget } from '../helpers/litellm-rows.js';
@@ -78,6 +79,23 @@ describe('a budget whose workflow the server refuses', () => {
       { budget_id: refused.id, rejected: 'Blob data size exceeds limit.' },
       { budget_id: after.id, rejected: null },
     ]);
+
+    // The operator asking for it is told why it has no workflow, in one line, not to run a sync.
+    const asked = await budgetctl(['status', formatBudgetRef(refused)], {
+      TEMPORAL_ADDRESS: server.address,
+      DATABASE_URL: db.url,
+    });
+    expect(asked.code).toBe(3);
+    expect(asked.stderr).toMatch(
+      /^budgetctl: Temporal refused to start the workflow of budget:refused-.*… \(\d+ characters\): Blob data size exceeds limit\.; fix the row/m,
+    );
+    expect(asked.stderr.length).toBeLessThan(1_000);
+    // The worker's warning names the budget, shortened: the whole id would fill the log line.
+    const warnings = (worker.output().match(/^\{.*"budget rejected by Temporal.*$/gm) ?? []).map(
+      (line) => JSON.parse(line) as { budgetId: string },
+    );
+    expect(warnings.length).toBeGreaterThan(0);
+    for (const w of warnings) expect(w.budgetId).toMatch(/^refused-.*… \(\d+ characters\)$/);
 
     // A budget created later is discovered by the next pass; the refused one is not tried again.
     await insertBudget(db.pool, { id: later.id, duration: '1h', resetAt: nextHour });
