@@ -191,7 +191,7 @@ async function explainRefusal(budget: BudgetRef): Promise<void> {
 program
   .command('status <ref>')
   .description(
-    'show a budget: state, next reset, last reset (ref: budget:<id>, key:<token>, user:<id>, team:<id>)',
+    'show a budget: state, next reset, last reset (ref: budget:<id>, key:<token>, user:<id>, team:<id>, window:<key|team>:<owner id>:<duration>)',
   )
   .action(async (ref: string) => {
     const budget = parseBudgetRef(ref);

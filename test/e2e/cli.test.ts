@@ -1,12 +1,34 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { freePort } from '../../dev/provision/ports.js';
+import { budgetWorkflowId } from '../../src/budget-ref.js';
+import { nextBoundary, parseDuration } from '../../src/schedule.js';
+import {
+  BudgetIdKey,
+  BudgetKindKey,
+  BudgetStateKey,
+  LastResetAtKey,
+  NextResetAtKey,
+  ResetCountKey,
+} from '../../src/temporal/search-attributes.js';
+import { pythonIsoFormat } from '../../src/window-id.js';
 import { budgetctl, cliEnv, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
-import { insertBudget, insertTag, insertTeam, spendOf } from '../helpers/litellm-rows.js';
-import { uniqueName, workerEnv } from '../helpers/services.js';
+import {
+  budgetLimitsOf,
+  insertBudget,
+  insertTag,
+  insertTeam,
+  insertWindowSpend,
+  setBudgetLimits,
+  spendOf,
+  windowSpendOf,
+} from '../helpers/litellm-rows.js';
+import { services, uniqueName, workerEnv } from '../helpers/services.js';
 
 const HOUR = 60 * 60 * 1000;
 const API_KEY = 'cli-test-api-key-not-for-logs';
@@ -20,6 +42,13 @@ let metricsPort: number;
 const taskQueue = uniqueName('cli');
 const tier = uniqueName('cli-tier');
 const team = uniqueName('cli-team');
+/** A team with two window budgets in `budget_limits` and no budget of its own. */
+const windowTeam = uniqueName('cli-win');
+const DAY = 24 * HOUR;
+let dayReset: string;
+let weekReset: string;
+let windowLimits: object[];
+let redis: Redis;
 
 const run = (...args: string[]) => budgetctl(args, env);
 const json = async (...args: string[]) => {
@@ -36,6 +65,26 @@ beforeAll(async () => {
   await insertBudget(db.pool, { id: tier, maxBudget: 1, duration: '1h', resetAt: nextHour });
   await insertTag(db.pool, { name: `${tier}-tag`, spend: 0.75, budgetId: tier });
   await insertTeam(db.pool, { id: team, spend: 3, duration: '1d', resetAt: nextHour });
+  // Window budgets as LiteLLM's API leaves them: each reset_at its next boundary in Python's isoformat(), its
+  // counter in Redis under the worker's namespace, the daily window's LiteLLM_BudgetWindowSpend row a day behind.
+  dayReset = nextBoundary(parseDuration('1d'), new Date()).toISOString();
+  weekReset = nextBoundary(parseDuration('7d'), new Date()).toISOString();
+  windowLimits = [
+    { budget_duration: '1d', max_budget: 2, reset_at: pythonIsoFormat(dayReset), label: 'daily' },
+    { budget_duration: '7d', max_budget: 10, reset_at: pythonIsoFormat(weekReset) },
+  ];
+  await insertTeam(db.pool, { id: windowTeam });
+  await setBudgetLimits(db.pool, { table: 'LiteLLM_TeamTable', id: windowTeam }, windowLimits);
+  await insertWindowSpend(db.pool, {
+    entityType: 'team',
+    entityId: windowTeam,
+    duration: '1d',
+    windowStart: new Date(Date.parse(dayReset) - 2 * DAY).toISOString(),
+    spend: 1.5,
+  });
+  redis = new Redis(services().redisUrl);
+  await redis.set(`${taskQueue}:spend:team:${windowTeam}:window:1d`, '1.5');
+  await redis.set(`${taskQueue}:spend:team:${windowTeam}:window:7d`, '4.0');
   worker = spawnBudgetctl(['worker', '--sync-interval', '1h', '--concurrency', '4'], {
     ...env,
     LOG_LEVEL: 'info',
@@ -63,6 +112,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (worker) await stopProcess(worker);
+  redis?.disconnect();
   await db?.drop();
 });
 
@@ -108,6 +158,121 @@ describe('budgetctl against a real worker process and the dev server', () => {
     const second = await json('reset', `team:${team}`, '--reason', 'dup', '--request-id', 'same');
     expect(second).toEqual(first);
     expect(await spendOf(db.pool, 'LiteLLM_TeamTable', { team_id: team })).toBe(1);
+  });
+
+  it('a window budget: status, list --kind window, a forced reset, its history and its search attributes', async () => {
+    const id = `team:${windowTeam}:1d`;
+    const ref = `window:${id}`;
+    // The supervisor's first sweep starts a workflow for each window, as for any budget.
+    await vi.waitFor(
+      async () => {
+        const status = await run('status', ref);
+        if (status.code !== 0) throw new Error(`${status.stderr}\n${workerLog}`);
+      },
+      { timeout: LIMITS.supervisorPass + LIMITS.cliCommand, interval: 500 },
+    );
+    expect(await json('status', ref)).toMatchObject({
+      kind: 'window',
+      id,
+      state: 'active',
+      duration: '1d',
+      nextResetAt: dayReset,
+      cycle: 0,
+      lastReset: null,
+    });
+    const human = await run('status', ref);
+    expect(human.stdout).toMatch(new RegExp(`^budget\\s+${ref}$`, 'm'));
+    expect(human.stdout).toMatch(/duration\s+1d/);
+
+    await vi.waitFor(
+      async () => {
+        const listed = await json('list', '--kind', 'window');
+        expect(listed.query).toMatch(/BudgetKind = 'window'/);
+        const budgets: Array<{ budget: string; state: string; nextResetAt: string }> = listed.budgets;
+        expect(budgets.filter((b) => !b.budget.startsWith('window:'))).toEqual([]);
+        expect(budgets).toEqual(
+          expect.arrayContaining([
+            expect.objectContaining({ budget: ref, state: 'active', nextResetAt: dayReset }),
+            expect.objectContaining({
+              budget: `window:team:${windowTeam}:7d`,
+              state: 'active',
+              nextResetAt: weekReset,
+            }),
+          ]),
+        );
+      },
+      { timeout: LIMITS.visibility + LIMITS.cliCommand, interval: 250 },
+    );
+
+    // A forced reset keeps the calendar boundary: the counter is set, the spend row rolls onto the window that
+    // ends at reset_at, and nothing else in budget_limits or Redis changes.
+    const reset = await run('reset', ref, '--reason', 'cli window', '--requested-by', 'e2e');
+    expect(reset.code, reset.stderr).toBe(0);
+    expect(reset.stdout).toMatch(
+      new RegExp(
+        `^reset ${ref}: 1 entities zeroed, spend 1.5 recorded \\(reset \\d+\\); next reset ${dayReset}$`,
+        'm',
+      ),
+    );
+    expect(await redis.get(`${taskQueue}:spend:team:${windowTeam}:window:1d`)).toBe('0.0');
+    expect(await redis.get(`${taskQueue}:spend:team:${windowTeam}:window:7d`)).toBe('4.0');
+    expect(await budgetLimitsOf(db.pool, { table: 'LiteLLM_TeamTable', id: windowTeam })).toEqual(
+      windowLimits,
+    );
+    expect(
+      await windowSpendOf(db.pool, { entityType: 'team', entityId: windowTeam, duration: '1d' }),
+    ).toEqual({
+      windowStart: new Date(Date.parse(dayReset) - DAY).toISOString(),
+      spend: 0,
+    });
+
+    const history = await json('history', ref);
+    expect(history).toHaveLength(1);
+    expect(history[0]).toMatchObject({
+      trigger: 'forced',
+      reason: 'cli window',
+      requestedBy: 'e2e',
+      nextResetAt: dayReset,
+      entityCount: 1,
+      spendTotal: 1.5,
+      entities: [
+        { type: 'window', id, spendBefore: 1.5, spendAfter: 0 },
+        { type: 'window_spend', id, spendBefore: 1.5, spendAfter: 0 },
+      ],
+    });
+    expect((await run('history', ref)).stdout).toMatch(/forced\s+1 entities\s+spend 1.5/);
+    const status = await json('status', ref);
+    expect(status).toMatchObject({ state: 'active', nextResetAt: dayReset, cycle: 1 });
+    expect(status.lastReset).toMatchObject({ trigger: 'forced', entityCount: 1, spendTotal: 1.5 });
+
+    // The Temporal UI's view: the workflow's own search attributes, as describe() returns them.
+    const connection = await Connection.connect({ address: services().temporalAddress });
+    try {
+      const handle = new Client({ connection }).workflow.getHandle(budgetWorkflowId({ kind: 'window', id }));
+      await vi.waitFor(
+        async () => {
+          const attributes = (await handle.describe()).typedSearchAttributes;
+          expect({
+            kind: attributes.get(BudgetKindKey),
+            id: attributes.get(BudgetIdKey),
+            state: attributes.get(BudgetStateKey),
+            nextResetAt: attributes.get(NextResetAtKey)?.toISOString(),
+            lastResetAt: attributes.get(LastResetAtKey)?.toISOString(),
+            resets: attributes.get(ResetCountKey),
+          }).toEqual({
+            kind: 'window',
+            id,
+            state: 'active',
+            nextResetAt: dayReset,
+            lastResetAt: status.lastReset.at,
+            resets: 1,
+          });
+        },
+        { timeout: LIMITS.workflowStep, interval: 250 },
+      );
+    } finally {
+      await connection.close();
+    }
   });
 
   it('pause, list --state, resume', async () => {
