@@ -3,7 +3,6 @@ import { ident } from '../entities.js';
 import { BudgetNotFoundError } from '../errors.js';
 import { lateAtCommit } from '../reset-plan.js';
 import type { BudgetRow, ResetRequest, ResetResult } from '../reset-types.js';
-import { parseDuration, type BudgetDuration } from '../schedule.js';
 import {
   WINDOW_OWNERS,
   parseWindowId,
@@ -279,18 +278,33 @@ async function rollWindowSpendRow(
 }
 
 const UNIT_SECONDS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3_600, d: 86_400, w: 604_800 };
+/** `_BUDGET_DURATION_WORD_ALIASES` of LiteLLM's `duration_parser.py`. */
+const WORD_ALIASES: Readonly<Record<string, string>> = {
+  hourly: '1h',
+  daily: '24h',
+  weekly: '7d',
+  monthly: '30d',
+};
+
+/**
+ * A duration as LiteLLM's `duration_in_seconds` reads it, which is not how its scheduler reads it: a word alias
+ * (trimmed, any case), else `re.match(r"(\d+)(mo|[smhdw]?)")` on the text as stored, case-sensitive, so `5min`
+ * is 5 minutes (the scheduler cannot read it) and `1Mo` is no duration at all (no unit: it raises).
+ */
+function measuredDuration(text: string): { amount: number; unit: string } | undefined {
+  const match = /^(\d+)(mo|[smhdw]?)/.exec(WORD_ALIASES[text.trim().toLowerCase()] ?? text);
+  if (!match?.[1] || !match[2]) return undefined;
+  return { amount: Number(match[1]), unit: match[2] };
+}
 
 /**
  * LiteLLM's new `window_start`: `next reset_at - duration_in_seconds(duration)`, where `Nmo` counts the seconds
- * from now to N months from now. Undefined for a duration it cannot measure (LiteLLM then skips the row).
+ * from now to N months from now. Undefined for a duration `duration_in_seconds` cannot measure (LiteLLM then
+ * skips the row).
  */
 export function windowStart(durationText: string, nextResetAt: string, now = new Date()): Date | undefined {
-  let duration: BudgetDuration;
-  try {
-    duration = parseDuration(durationText);
-  } catch {
-    return undefined;
-  }
+  const duration = measuredDuration(durationText);
+  if (duration === undefined) return undefined;
   const next = Date.parse(nextResetAt);
   if (duration.unit === 'mo') {
     const later = new Date(now);
