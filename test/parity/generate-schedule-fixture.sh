@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates test/parity/fixtures/{schedule,cache}-litellm-<version>.json from LiteLLM's own code.
+# Regenerates test/parity/fixtures/{schedule,cache,windows}-litellm-<version>.json from LiteLLM's own code.
 #
 #   npm run parity:fixture                     # LiteLLM 1.108.14 (the version we are compatible with)
 #   LITELLM_VERSION=1.110.2 npm run parity:fixture
@@ -17,6 +17,10 @@ cache="${BUDGET_LIFECYCLE_CACHE:-$HOME/.cache/budget-lifecycle}"
 venv="$cache/litellm-$LITELLM_VERSION-tzdata-$TZDATA_VERSION-venv"
 out="$here/fixtures/schedule-litellm-$LITELLM_VERSION.json"
 cache_out="$here/fixtures/cache-litellm-$LITELLM_VERSION.json"
+windows_out="$here/fixtures/windows-litellm-$LITELLM_VERSION.json"
+# The window fixture imports LiteLLM's reset job, which needs these of its `proxy` extra (not the whole extra:
+# its database and Redis are recorders, see generate-window-fixture.py). Exact versions, so reruns agree.
+PROXY_MODULES=(fastapi==0.165.0 backoff==2.2.1 orjson==3.13.0 redis==8.1.0)
 
 node_tz="$(node -p 'process.versions.tz' 2>/dev/null || echo unknown)"
 echo "Node's time-zone data: $node_tz; PyPI tzdata: $TZDATA_VERSION (2025.3 is 2025c)"
@@ -29,7 +33,15 @@ if [ ! -f "$venv/.complete" ]; then
     "litellm==$LITELLM_VERSION" "tzdata==$TZDATA_VERSION"
   touch "$venv/.complete"
 fi
+proxy_marker="$venv/.proxy-modules-$(echo "${PROXY_MODULES[*]}" | tr ' =' '_-')"
+if [ ! -f "$proxy_marker" ]; then
+  echo "Installing ${PROXY_MODULES[*]} into $venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "${PROXY_MODULES[@]}"
+  touch "$proxy_marker"
+fi
 
 mkdir -p "$here/fixtures"
 # LiteLLM fetches a model price list at import; the packaged copy is enough and needs no network.
-LITELLM_LOCAL_MODEL_COST_MAP=True PYTHONTZPATH='' "$venv/bin/python" "$here/generate-schedule-fixture.py" "$out" "$cache_out"
+export LITELLM_LOCAL_MODEL_COST_MAP=True PYTHONTZPATH=''
+"$venv/bin/python" "$here/generate-schedule-fixture.py" "$out" "$cache_out"
+"$venv/bin/python" "$here/generate-window-fixture.py" "$windows_out"
