@@ -10,7 +10,13 @@ export function createCacheActivities(deps: ActivityDeps) {
     async invalidateCaches(args: { resetId: string }): Promise<InvalidateCachesResult> {
       if (!deps.redis) return { skipped: 'redis_not_configured' };
       try {
-        return await invalidateResetCaches(deps.db, deps.redis, deps.config.redisNamespace, args.resetId);
+        return await invalidateResetCaches(
+          deps.db,
+          deps.redis,
+          deps.config.redisNamespace,
+          args.resetId,
+          deps.config.redisTtlSeconds,
+        );
       } catch (error) {
         deps.observer?.onCacheInvalidationFailure?.();
         Context.current().log.warn('invalidateCaches failed; will retry', {

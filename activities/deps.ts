@@ -18,7 +18,9 @@ export interface ActivityDeps {
   readonly config: Pick<
     Config,
     'schedule' | 'rollover' | 'defaultEndUserBudgetId' | 'redisNamespace' | 'lateSpendDelayMs'
-  >;
+  > &
+    /** LiteLLM's Redis expiry for the window counters a reset sets; LiteLLM's default when absent. */
+    Partial<Pick<Config, 'redisTtlSeconds'>>;
   readonly observer?: ActivityObserver;
   /** The client and task queue the supervisor's discovery starts budget workflows with. */
   readonly temporal?: { readonly client: Client; readonly taskQueue: string };

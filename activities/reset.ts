@@ -55,7 +55,13 @@ export function createResetActivities(deps: ActivityDeps) {
   const invalidations = redis
     ? new Coalescer<string, true>(
         async (resetIds) => {
-          await invalidateResetCaches(deps.db, redis, deps.config.redisNamespace, resetIds);
+          await invalidateResetCaches(
+            deps.db,
+            redis,
+            deps.config.redisNamespace,
+            resetIds,
+            deps.config.redisTtlSeconds,
+          );
           return resetIds.map(() => ({ value: true as const }));
         },
         { maxBatch: INVALIDATION_BATCH, maxInFlight: 2 },

@@ -19,6 +19,12 @@ export interface Config {
   readonly redis?: RedisSettings;
   /** `LITELLM_REDIS_NAMESPACE`: LiteLLM's `cache_params.namespace`; default none. */
   readonly redisNamespace?: string;
+  /**
+   * `LITELLM_REDIS_TTL`: LiteLLM's `litellm_settings.default_redis_ttl` in seconds, default 60 (its `RedisCache`
+   * default). A reset window's counter is set with this expiry, as LiteLLM's job sets it; the proxy then reseeds
+   * it from `LiteLLM_BudgetWindowSpend`.
+   */
+  readonly redisTtlSeconds: number;
   /** `BUDGET_TASK_QUEUE`, default `budget-lifecycle`. */
   readonly taskQueue: string;
   /**
@@ -58,6 +64,9 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
+/** LiteLLM's `RedisCache` expiry when `default_redis_ttl` is not set (`BaseCache(default_ttl=60)`). */
+export const LITELLM_REDIS_TTL_SECONDS = 60;
+
 const optionalText = z
   .string()
   .trim()
@@ -96,6 +105,14 @@ const EnvSchema = z.object({
     .transform((v) => v?.toLowerCase() === 'true'),
   REDIS_TLS_CA_FILE: optionalText,
   LITELLM_REDIS_NAMESPACE: optionalText,
+  LITELLM_REDIS_TTL: optionalText
+    .pipe(
+      z
+        .string()
+        .regex(/^[1-9]\d{0,8}$/, 'LITELLM_REDIS_TTL must be a whole number of seconds, e.g. 60')
+        .optional(),
+    )
+    .transform((v) => (v === undefined ? LITELLM_REDIS_TTL_SECONDS : Number(v))),
   BUDGET_TASK_QUEUE: optionalText.default('budget-lifecycle'),
   BUDGET_RESET_TIMEZONE: optionalText.default(DEFAULT_SCHEDULE.timeZone),
   BUDGET_RESET_TIME: optionalText.default(DEFAULT_SCHEDULE.resetTime),
@@ -171,6 +188,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: e.DATABASE_URL,
     redis,
     redisNamespace: e.LITELLM_REDIS_NAMESPACE,
+    redisTtlSeconds: e.LITELLM_REDIS_TTL,
     taskQueue: e.BUDGET_TASK_QUEUE,
     schedule,
     rollover: e.BUDGET_ROLLOVER,

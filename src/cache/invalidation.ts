@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
+import { LITELLM_REDIS_TTL_SECONDS } from '../config.js';
 import { decodeEntityId, entityType } from '../entities.js';
 import { SCHEMA } from '../db/migrate.js';
 import { WINDOW_COUNTER_ENTITY } from '../db/window-budget.js';
@@ -56,6 +57,8 @@ export async function invalidateResetCaches(
   redis: Redis,
   namespace: string | undefined,
   resetIds: string | readonly string[],
+  /** A reset window's counter expires after this, as LiteLLM's job sets it through its `RedisCache`. */
+  counterTtlSeconds = LITELLM_REDIS_TTL_SECONDS,
 ): Promise<InvalidationResult> {
   const ids = typeof resetIds === 'string' ? [resetIds] : [...resetIds];
   const channel = namespaced(namespace, INVALIDATION_CHANNEL);
@@ -86,9 +89,10 @@ export async function invalidateResetCaches(
     for (const row of rows) {
       if (row.entity_type === WINDOW_COUNTER_ENTITY) {
         // LiteLLM's `_reset_expired_window` SETs the window counter to the carried spend (json.dumps of a float)
-        // in Redis and in its own memory; we set it after the commit and tell every pod to drop its copy.
+        // in Redis, with its cache's expiry, and in its own memory; we set it after the commit and tell every pod
+        // to drop its copy.
         const counter = windowCounterKey(parseWindowId(row.entity_id));
-        pipeline.set(namespaced(namespace, counter), pythonFloat(row.spend_after));
+        pipeline.set(namespaced(namespace, counter), pythonFloat(row.spend_after), 'EX', counterTtlSeconds);
         pipeline.publish(channel, invalidationMessage(counter));
         totals.countersSet += 1;
         totals.messagesPublished += 1;

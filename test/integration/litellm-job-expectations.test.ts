@@ -9,6 +9,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { invalidateResetCaches, readWindowCounter } from '../../src/cache/invalidation.js';
+import { LITELLM_REDIS_TTL_SECONDS } from '../../src/config.js';
 import { existingTables, resetBudgetTransaction } from '../../src/db/reset-transaction.js';
 import type { BudgetKind } from '../../src/budget-ref.js';
 import { planReset } from '../../src/reset-plan.js';
@@ -39,6 +40,10 @@ import { services, uniqueName } from '../helpers/services.js';
 const BOUNDARY = '2026-03-01T00:00:00.000Z';
 /** `compute_budget_reset_at("1d")` at the boundary: the next local midnight (UTC here). */
 const NEXT_DAY = '2026-03-02T00:00:00.000Z';
+/** Counters are seeded to expire after a day; a reset sets one to expire after LiteLLM's RedisCache default. */
+const SEEDED_TTL_S = 86_400;
+const expiryOf = (ttl: number): string =>
+  ttl <= 0 ? `none (${ttl})` : ttl <= LITELLM_REDIS_TTL_SECONDS ? "LiteLLM's default" : 'as seeded';
 const LATER = '2026-03-20T00:00:00.000Z';
 const EXPIRED = '2026-02-15T00:00:00.000Z';
 
@@ -342,7 +347,8 @@ function windows(p: string) {
   ];
   // _reset_expired_window sets the counter of each due window to _window_carried_spend: 0.0, or with rollover
   // max(0, counter - window max_budget) when max_budget is a finite number (else 0.0); Redis gets json.dumps of the
-  // float through async_set_cache without a ttl (default_redis_ttl is None), so the counter no longer expires.
+  // float through async_set_cache, whose RedisCache expires it after its default_ttl: 60 s unless
+  // litellm.default_redis_ttl is set (the proxy then reseeds it from LiteLLM_BudgetWindowSpend).
   const counters: ExpectedCounter[] = [
     { key: `spend:key:${key}:window:1h`, before: '7.5', litellm: ['0.0', '2.5'] },
     { key: `spend:key:${key}:window:1d`, before: '20.0', litellm: ['0.0', '7.5'] },
@@ -401,7 +407,7 @@ async function seedWindows(p: string, ns: string): Promise<void> {
     await setBudgetLimits(db.pool, { table: owner.table, id: owner.id }, owner.before);
   }
   for (const counter of seeded.counters) {
-    await redis.set(`${ns}:${counter.key}`, counter.before, 'EX', 86_400);
+    await redis.set(`${ns}:${counter.key}`, counter.before, 'EX', SEEDED_TTL_S);
   }
   for (const row of seeded.spendRows) await insertWindowSpend(db.pool, row);
   await db.pool.query(
@@ -531,14 +537,14 @@ describe("one seeded database against LiteLLM 1.108.14's reset job, as read from
       seeded.counters.map(async (c) => ({
         key: c.key,
         value: await redis.get(`${ns}:${c.key}`),
-        expires: (await redis.ttl(`${ns}:${c.key}`)) > 0,
+        expiry: expiryOf(await redis.ttl(`${ns}:${c.key}`)),
       })),
     );
     expect(counters).toEqual(
       seeded.counters.map((c) => ({
         key: c.key,
         value: c.litellm ? c.litellm[i] : c.before,
-        expires: c.litellm === undefined,
+        expiry: c.litellm === undefined ? 'as seeded' : "LiteLLM's default",
       })),
     );
     expect(await windowSpendRows(seeded.owners)).toEqual(

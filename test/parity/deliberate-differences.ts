@@ -252,18 +252,6 @@ export const WINDOW_DELIBERATE_DIFFERENCES: readonly WindowDeliberateDifference[
     },
   },
   {
-    name: 'window-counter-expiry',
-    reason:
-      "LiteLLM SETs a reset window's counter through its RedisCache, whose default_ttl is 60 s unless " +
-      'litellm.default_redis_ttl is set (then the proxy reseeds it from LiteLLM_BudgetWindowSpend); we SET it ' +
-      'without expiry. Found by this test; under review (issue 10).',
-    explains: (_, d) => {
-      if (d.aspect !== 'counter') return false;
-      const [a, b] = [d.litellm, d.ours] as { value: string | null; expires: boolean }[];
-      return a !== undefined && b !== undefined && a.value === b.value && a.expires && !b.expires;
-    },
-  },
-  {
     name: 'window-not-a-number',
     reason:
       'A counter holding Infinity, 1e400 or true, or a max_budget of true: Python reads them as numbers (true is 1) ' +
