@@ -56,7 +56,6 @@ export function validatePauseArgs(args: unknown): string | null {
   );
 }
 
-/** The problem with a budget workflow's start input (a workflow started by hand with a bad argument), or null. */
 /**
  * The smallest history bound a run accepts: a run's first workflow task (start, settle, search attributes, timer)
  * takes about 8 events, so a smaller bound would continue as new at every activation.
@@ -65,6 +64,7 @@ export const MIN_HISTORY_EVENTS = 10;
 /** Temporal terminates a run at 51,200 events; a bound must leave room below that. */
 const MAX_HISTORY_EVENTS_LIMIT = 50_000;
 
+/** The problem with a budget workflow's start input (a workflow started by hand with a bad argument), or null. */
 export function validateBudgetWorkflowInput(input: unknown): string | null {
   const shape = argsProblem(input);
   if (shape) return shape;
