@@ -11,6 +11,7 @@ import {
 } from '../src/db/reset-transaction.js';
 import { ResetBatcher } from '../src/db/reset-batcher.js';
 import { Coalescer } from '../src/coalescer.js';
+import { warmPool } from '../src/db/pool.js';
 import { settleSchedule, type ScheduleState } from '../src/db/schedule-row.js';
 import { ResetArming } from '../src/reset-arming.js';
 import { planReset } from '../src/reset-plan.js';
@@ -20,6 +21,12 @@ import type { ActivityDeps } from './deps.js';
 
 /** Armed resets whose caches are invalidated in one pass at most. */
 const INVALIDATION_BATCH = 500;
+/**
+ * Connections opened this long before a boundary with armed resets, and how many at most: the batcher's
+ * transactions (two per kind) and the invalidations in flight.
+ */
+const PREPARE_LEAD_MS = 2_000;
+const BOUNDARY_CONNECTIONS = 8;
 
 export interface LoadedBudget {
   /** The row, or null when it no longer exists. */
@@ -67,7 +74,10 @@ export function createResetActivities(deps: ActivityDeps) {
         { maxBatch: INVALIDATION_BATCH, maxInFlight: 2 },
       )
     : undefined;
-  const arming = new ResetArming();
+  const arming = new ResetArming({
+    prepare: () => warmPool(deps.db, BOUNDARY_CONNECTIONS),
+    prepareLeadMs: PREPARE_LEAD_MS,
+  });
   const armKey = (r: PlannedResetRequest) => `${r.kind}/${r.id}@${new Date(r.expectedResetAt).toISOString()}`;
 
   /**
@@ -116,8 +126,16 @@ export function createResetActivities(deps: ActivityDeps) {
     async armReset(request: PlannedResetRequest & { at: string }): Promise<boolean> {
       const execution = Context.current().info.workflowExecution;
       const log = Context.current().log;
+      // Decided now, not at the boundary: the period depends only on the boundary, and the calendar arithmetic of
+      // thousands of resets would otherwise run in the seconds they should commit in. A budget whose period cannot
+      // be decided is not armed: its workflow runs the reset when it wakes and reports why it failed.
+      let decided: ResetRequest;
+      try {
+        decided = decide({ ...request, now: request.at });
+      } catch {
+        return false;
+      }
       return arming.arm(armKey(request), Date.parse(request.at), Date.parse(request.now), async () => {
-        const decided = decide({ ...request, now: request.at });
         const result = await reset({
           ...decided,
           workflowId: execution?.workflowId,

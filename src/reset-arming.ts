@@ -22,6 +22,15 @@ const MAX_AHEAD_MS = 6 * 60_000;
 /** The workflow's clock (Temporal's) and the worker's must agree this closely for the worker to keep time. */
 const MAX_SKEW_MS = 60_000;
 
+export interface ArmingOptions {
+  /**
+   * Runs once per boundary instant with resets armed, `prepareLeadMs` before it (the pool's connections opened
+   * ahead, so the boundary's commits do not wait for new logins). A failure is ignored: it only costs time.
+   */
+  readonly prepare?: () => Promise<unknown>;
+  readonly prepareLeadMs?: number;
+}
+
 /**
  * Resets armed ahead of their boundary. A budget workflow wakes a little before its boundary and arms its reset
  * here; at the boundary the worker runs it (through the batcher, so a herd commits in a few transactions) without
@@ -32,6 +41,10 @@ const MAX_SKEW_MS = 60_000;
  */
 export class ResetArming {
   private readonly armed = new Map<string, Armed>();
+  /** Boundary instants (epoch ms) whose preparation is scheduled and has not run yet. */
+  private readonly preparing = new Map<number, NodeJS.Timeout>();
+
+  constructor(private readonly options: ArmingOptions = {}) {}
 
   /**
    * Runs `run` at `at` (epoch ms) unless the reset is collected first; arming the same key again does nothing.
@@ -55,7 +68,23 @@ export class ResetArming {
     // An armed reset never keeps a stopping worker alive: its workflow runs it after the restart.
     entry.timer.unref();
     this.armed.set(key, entry);
+    this.prepareFor(at);
     return true;
+  }
+
+  /** Schedules the boundary's preparation once, however many resets are armed for it. */
+  private prepareFor(at: number): void {
+    const prepare = this.options.prepare;
+    if (!prepare || this.preparing.has(at)) return;
+    const timer = setTimeout(
+      () => {
+        this.preparing.delete(at);
+        prepare().catch(() => undefined);
+      },
+      Math.max(0, at - (this.options.prepareLeadMs ?? 0) - Date.now()),
+    );
+    timer.unref();
+    this.preparing.set(at, timer);
   }
 
   /**
