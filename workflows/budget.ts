@@ -61,6 +61,15 @@ export const MAX_HISTORY_EVENTS = 1_000;
  */
 const ARM_LEAD_MIN_MS = 10_000;
 const ARM_LEAD_SPREAD_MS = 230_000;
+/**
+ * A reset the worker armed commits at its boundary without the workflow; the workflow wakes between 5 and 25
+ * seconds later (spread by the workflow id) to collect the outcome. Waking at the boundary itself put 10,000
+ * workflow tasks in the same seconds as the herd's commits, on the same cores.
+ */
+const COLLECT_AFTER_MIN_MS = 5_000;
+const COLLECT_AFTER_SPREAD_MS = 20_000;
+/** The change that moved the collecting wake after the boundary (releases before it woke at the boundary). */
+export const COLLECT_AFTER_BOUNDARY_PATCH = 'collect-armed-reset-after-boundary';
 /** Answered forced-reset request ids remembered for deduplication (carried across continue-as-new). */
 const REMEMBERED_REQUESTS = 200;
 /**
@@ -198,7 +207,10 @@ class BudgetEntity {
   private readonly carriedIds: ReadonlySet<string>;
   /** The boundary whose reset is armed in the worker (not carried: arming again is harmless). */
   private armedFor: string | null = null;
+  /** The worker said it will run the armed reset itself (false: too far ahead, clocks apart, arming failed). */
+  private armedInWorker = false;
   private readonly armLeadMs: number;
+  private readonly collectAfterMs: number;
 
   constructor(private readonly args: BudgetEntityArgs) {
     const carried = args.carried;
@@ -217,6 +229,8 @@ class BudgetEntity {
     this.lateSpendChecks = [...(carried?.lateSpendChecks ?? [])];
     this.carriedIds = new Set(this.pending.map((p) => p.requestId));
     this.armLeadMs = ARM_LEAD_MIN_MS + (spread(workflowInfo().workflowId) % ARM_LEAD_SPREAD_MS);
+    this.collectAfterMs =
+      COLLECT_AFTER_MIN_MS + (spread(`collect/${workflowInfo().workflowId}`) % COLLECT_AFTER_SPREAD_MS);
 
     setHandler(forceResetSignal, (force) => this.onForceResetSignal(force));
     setHandler(resetNowUpdate, (force) => this.onResetNow(force), {
@@ -238,6 +252,13 @@ class BudgetEntity {
   // ---- the main loop ----------------------------------------------------------------------------------------
   async run(): Promise<BudgetWorkflowResult> {
     for (;;) {
+      // A boundary passed while the workflow slept to collect the reset the worker committed: the collection
+      // comes before anything else it is woken for (a forced reset, a reload), so that reset's bookkeeping stands.
+      const due = this.dueInMs();
+      if (due !== null && due <= 0 && this.collectDelayMs() > 0) {
+        await this.runScheduled();
+        continue;
+      }
       if (this.reloadRequested) {
         await this.reload();
         continue;
@@ -256,8 +277,9 @@ class BudgetEntity {
         await this.checkLateSpend();
         continue;
       }
-      const due = this.dueInMs();
-      if (due !== null && due <= 0) {
+      // The reset is the workflow's to run (or, when armed, to collect) this long from now.
+      const runIn = due === null ? null : due + this.collectDelayMs();
+      if (runIn !== null && runIn <= 0) {
         await this.runScheduled();
         continue;
       }
@@ -276,12 +298,22 @@ class BudgetEntity {
         this.paused !== pausedAtWait ||
         this.continueAsNewDue();
       const wakeIn = [
-        due === null ? null : due > this.armLeadMs ? due - this.armLeadMs : due,
+        due === null || runIn === null ? null : due > this.armLeadMs ? due - this.armLeadMs : runIn,
         checkIn,
       ].filter((ms): ms is number => ms !== null);
       if (wakeIn.length === 0) await condition(woke);
       else await condition(woke, Math.min(...wakeIn));
     }
+  }
+
+  /**
+   * How long after the boundary the workflow wakes for a reset the worker armed and runs itself: 0 when the
+   * workflow runs the reset (not armed here, or a run of a release that woke at the boundary, replayed).
+   */
+  private collectDelayMs(): number {
+    if (this.schedule.kind !== 'scheduled' || this.armedFor !== this.schedule.nextResetAt) return 0;
+    if (!this.armedInWorker) return 0;
+    return patched(COLLECT_AFTER_BOUNDARY_PATCH) ? this.collectAfterMs : 0;
   }
 
   /** Milliseconds until the earliest late-spend check; null when none is waiting. */
@@ -395,8 +427,9 @@ class BudgetEntity {
     if (this.schedule.kind !== 'scheduled') return;
     const at = this.schedule.nextResetAt;
     this.armedFor = at;
+    this.armedInWorker = false;
     try {
-      await db.armReset({ ...this.plannedReset({ catchUp: this.catchUpPending }), at });
+      this.armedInWorker = await db.armReset({ ...this.plannedReset({ catchUp: this.catchUpPending }), at });
     } catch (error) {
       log.warn('could not arm the reset; it runs when the workflow wakes', { error: describe(error) });
     }
@@ -407,6 +440,7 @@ class BudgetEntity {
     if (this.armedFor === null || this.schedule.kind !== 'scheduled') return;
     const request = this.plannedReset({});
     this.armedFor = null;
+    this.armedInWorker = false;
     await db.disarmReset(request).catch(() => undefined);
   }
 

@@ -1,4 +1,5 @@
 import { Client } from '@temporalio/client';
+import type proto from '@temporalio/proto';
 import { describe, expect, it, vi } from 'vitest';
 import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
 import { BUDGET_WORKFLOW_TYPE } from '../../src/temporal/budget-workflows.js';
@@ -7,6 +8,22 @@ import { useArmingEnv, type ArmingEnv } from '../helpers/arming-env.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag, spendOf } from '../helpers/litellm-rows.js';
 import { uniqueName } from '../helpers/services.js';
+
+type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
+
+/** The payloads a marker records, as text (a local activity's type, a patch's id). */
+function markerText(event: HistoryEvent): string {
+  const details = event.markerRecordedEventAttributes?.details ?? {};
+  return Object.values(details)
+    .flatMap((d) => d.payloads ?? [])
+    .map((p) => Buffer.from(p.data ?? new Uint8Array()).toString('utf8'))
+    .join('\n');
+}
+
+/** A protobuf timestamp or duration in milliseconds. */
+function protoMs(t: { seconds?: unknown; nanos?: number | null } | null | undefined): number {
+  return Number(String(t?.seconds ?? 0)) * 1000 + (t?.nanos ?? 0) / 1e6;
+}
 
 // Arming works on the wall clock, so it is proved on the dev server in real time: a reset armed ahead of its
 // boundary is run by the worker at the boundary and collected by its workflow; a pause takes it back. Its history
@@ -60,6 +77,16 @@ describe('a reset armed in the worker', { timeout: TEST_TIMEOUT }, () => {
         { timeout: boundary.getTime() - Date.now(), interval: 250 },
       );
       expect(Date.now()).toBeLessThan(boundary.getTime());
+      // The armed workflow sleeps past the boundary (5 to 25 s): the worker commits without it, and a herd's
+      // commits do not share their seconds with every workflow's task. The wake went in behind a patch marker.
+      const events = (await client.workflow.getHandle(budgetWorkflowId(armed)).fetchHistory()).events ?? [];
+      const armedAt = events.findIndex((e) => markerText(e).includes('armReset'));
+      const wake = events.slice(armedAt).find((e) => e.timerStartedEventAttributes);
+      expect(wake).toBeDefined();
+      const wakeAt =
+        protoMs(wake?.eventTime) + protoMs(wake?.timerStartedEventAttributes?.startToFireTimeout);
+      expect(wakeAt).toBeGreaterThanOrEqual(boundary.getTime() + 5_000);
+      expect(events.map(markerText).join('\n')).toContain('collect-armed-reset-after-boundary');
       await client.workflow
         .getHandle(budgetWorkflowId(paused))
         .executeUpdate(pauseUpdate, { args: [{ reason: 'hold' }] });
@@ -84,6 +111,7 @@ describe('a reset armed in the worker', { timeout: TEST_TIMEOUT }, () => {
       expect(rows).toHaveLength(1);
       // The worker ran it: it did not start before the boundary, and the workflow recorded that very reset.
       expect(rows[0]?.executed_at.getTime()).toBeGreaterThanOrEqual(boundary.getTime());
+      expect(rows[0]?.executed_at.getTime()).toBeLessThan(wakeAt);
       expect(rows[0]?.period_end.toISOString()).toBe(boundary.toISOString());
       expect(reset.lastReset).toMatchObject({ resetId: rows[0]?.id, trigger: 'schedule' });
       expect(reset.cacheInvalidationFailures).toBe(0);
