@@ -229,8 +229,7 @@ class BudgetEntity {
     this.lateSpendChecks = [...(carried?.lateSpendChecks ?? [])];
     this.carriedIds = new Set(this.pending.map((p) => p.requestId));
     this.armLeadMs = ARM_LEAD_MIN_MS + (spread(workflowInfo().workflowId) % ARM_LEAD_SPREAD_MS);
-    this.collectAfterMs =
-      COLLECT_AFTER_MIN_MS + (spread(`collect/${workflowInfo().workflowId}`) % COLLECT_AFTER_SPREAD_MS);
+    this.collectAfterMs = collectDelayFor(workflowInfo().workflowId);
 
     setHandler(forceResetSignal, (force) => this.onForceResetSignal(force));
     setHandler(resetNowUpdate, (force) => this.onResetNow(force), {
@@ -764,6 +763,11 @@ class BudgetEntity {
     if (status.lastError) lines.push(`Last error: ${status.lastError}`);
     setCurrentDetails(lines.join('\n'));
   }
+}
+
+/** How long after its boundary a workflow collects the reset the worker armed for it (a pure function of its id). */
+export function collectDelayFor(workflowId: string): number {
+  return COLLECT_AFTER_MIN_MS + (spread(`collect/${workflowId}`) % COLLECT_AFTER_SPREAD_MS);
 }
 
 /** A stable spread of a workflow id over non-negative integers (FNV-1a): the same on every replay. */

@@ -3,7 +3,8 @@ import type proto from '@temporalio/proto';
 import { describe, expect, it, vi } from 'vitest';
 import { budgetWorkflowId, type BudgetRef } from '../../src/budget-ref.js';
 import { BUDGET_WORKFLOW_TYPE } from '../../src/temporal/budget-workflows.js';
-import { pauseUpdate, statusQuery, type BudgetStatus } from '../../src/temporal/messages.js';
+import { pauseUpdate, resetNowUpdate, statusQuery, type BudgetStatus } from '../../src/temporal/messages.js';
+import { collectDelayFor } from '../../workflows/budget.js';
 import { useArmingEnv, type ArmingEnv } from '../helpers/arming-env.js';
 import { LIMITS } from '../helpers/limits.js';
 import { insertBudget, insertTag, spendOf } from '../helpers/litellm-rows.js';
@@ -44,7 +45,13 @@ describe('a reset armed in the worker', { timeout: TEST_TIMEOUT }, () => {
     const boundary = new Date(Math.ceil((Date.now() + MIN_LEAD_MS) / 60_000) * 60_000);
     const armed: BudgetRef = { kind: 'budget', id: uniqueName('armed') };
     const paused: BudgetRef = { kind: 'budget', id: uniqueName('paused') };
-    for (const ref of [armed, paused]) {
+    // Forced between the worker's commit and its workflow's collecting wake: an id whose wake is at least 20 s
+    // after the boundary leaves room for that on a busy machine.
+    let forced: BudgetRef;
+    do forced = { kind: 'budget', id: uniqueName('forced') };
+    while (collectDelayFor(budgetWorkflowId(forced)) < 20_000);
+    const all = [armed, paused, forced];
+    for (const ref of all) {
       await insertBudget(t.db.pool, { id: ref.id, duration: '1m', resetAt: boundary.toISOString() });
       await insertTag(t.db.pool, { name: `${ref.id}-tag`, spend: 3, budgetId: ref.id });
       await t.redis.set(`${taskQueue}:spend:tag:${ref.id}-tag`, '3.0');
@@ -52,17 +59,17 @@ describe('a reset armed in the worker', { timeout: TEST_TIMEOUT }, () => {
     const status = (ref: BudgetRef): Promise<BudgetStatus> =>
       client.workflow.getHandle(budgetWorkflowId(ref)).query(statusQuery);
     await worker.runUntil(async () => {
-      for (const ref of [armed, paused]) {
+      for (const ref of all) {
         await client.workflow.start(BUDGET_WORKFLOW_TYPE, {
           taskQueue,
           workflowId: budgetWorkflowId(ref),
           args: [ref],
         });
       }
-      // Both arm between 30 and 10 s before the boundary: their histories show the armReset marker.
+      // All arm within their lead before the boundary: their histories show the armReset marker.
       await vi.waitFor(
         async () => {
-          for (const ref of [armed, paused]) {
+          for (const ref of all) {
             const history = await client.workflow.getHandle(budgetWorkflowId(ref)).fetchHistory();
             // A local activity's marker carries its activity type in its `data` payload.
             const markers = (history.events ?? []).flatMap((e) =>
@@ -90,6 +97,36 @@ describe('a reset armed in the worker', { timeout: TEST_TIMEOUT }, () => {
       await client.workflow
         .getHandle(budgetWorkflowId(paused))
         .executeUpdate(pauseUpdate, { args: [{ reason: 'hold' }] });
+
+      // A forced reset that arrives after the worker committed the scheduled one but before the workflow woke to
+      // collect it: the workflow collects the scheduled reset first (its bookkeeping stands), then runs the force
+      // against the new schedule. Without that order the force met a moved budget_reset_at and was refused.
+      const forcedWakeAt = boundary.getTime() + collectDelayFor(budgetWorkflowId(forced));
+      await vi.waitFor(
+        async () => {
+          const { rowCount } = await t.db.pool.query(
+            `SELECT 1 FROM budget_lifecycle.reset_log WHERE budget_id = $1`,
+            [forced.id],
+          );
+          expect(rowCount).toBe(1);
+        },
+        { timeout: boundary.getTime() - Date.now() + LIMITS.workflowStep, interval: 100 },
+      );
+      const forcedHandle = client.workflow.getHandle(budgetWorkflowId(forced));
+      const answer = await forcedHandle.executeUpdate(resetNowUpdate, {
+        args: [{ reason: 'operator', requestedBy: 'armed-reset test' }],
+      });
+      const forcedEvents = (await forcedHandle.fetchHistory()).events ?? [];
+      const accepted = forcedEvents.find((e) => e.workflowExecutionUpdateAcceptedEventAttributes);
+      // The update reached the workflow before its collecting wake; otherwise this test proves nothing.
+      expect(protoMs(accepted?.eventTime)).toBeLessThan(forcedWakeAt);
+      expect(answer).toMatchObject({ outcome: 'reset' });
+      const triggers = await t.db.pool.query<{ trigger: string }>(
+        `SELECT trigger FROM budget_lifecycle.reset_log WHERE budget_id = $1 ORDER BY id`,
+        [forced.id],
+      );
+      expect(triggers.rows.map((r) => r.trigger)).toEqual(['schedule', 'forced']);
+      expect(await status(forced)).toMatchObject({ cycle: 2, lastReset: { trigger: 'forced' } });
 
       const reset = await vi.waitFor(
         async () => {
@@ -121,7 +158,7 @@ describe('a reset armed in the worker', { timeout: TEST_TIMEOUT }, () => {
       // The paused budget's armed reset never ran.
       expect(await status(paused)).toMatchObject({ state: 'paused', cycle: 0 });
       expect(await spendOf(t.db.pool, 'LiteLLM_TagTable', { tag_name: `${paused.id}-tag` })).toBe(3);
-      for (const ref of [armed, paused])
+      for (const ref of all)
         await client.workflow.getHandle(budgetWorkflowId(ref)).terminate('test finished');
     });
   });
