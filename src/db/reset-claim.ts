@@ -13,15 +13,20 @@ export async function claimPeriods(
   client: pg.ClientBase,
   kind: BudgetKind,
   requests: readonly ResetRequest[],
+  /** When the claimed resets are due for the late-spend sweep, from the transaction's start (undefined: never). */
+  lateSpendDelayMs?: number,
 ): Promise<Map<string, string>> {
   if (requests.length === 0) return new Map();
   const column = <T>(pick: (r: ResetRequest) => T) => requests.map(pick);
   const inserted = await client.query<{ id: string; budget_id: string }>(
     `INSERT INTO ${SCHEMA}.reset_log
        (budget_kind, budget_id, period_start, period_end, next_reset_at, late_by_ms, missed_periods, trigger,
-        reason, requested_by, workflow_id, run_id, request_id, request_count)
+        reason, requested_by, workflow_id, run_id, request_id, request_count, late_spend_due_at)
      SELECT $1, u.budget_id, u.period_start, u.period_end, u.next_reset_at, u.late_by_ms, u.missed_periods,
-            u.trigger, u.reason, u.requested_by, u.workflow_id, u.run_id, u.request_id, u.request_count
+            u.trigger, u.reason, u.requested_by, u.workflow_id, u.run_id, u.request_id, u.request_count,
+            -- Due for the worker's late-spend sweep (src/late-spend-sweeper.ts). A claimed period is always reset
+            -- when its transaction commits, so this is written here, once, not by a second update of the row.
+            now() + $15::bigint * interval '1 millisecond'
        FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::bigint[],
                    $7::int[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
                    $14::int[])
@@ -45,6 +50,7 @@ export async function claimPeriods(
       column((r) => storableText(r.runId)),
       column((r) => (r.trigger === 'forced' ? storableText(r.requestId) : null)),
       column((r) => (r.trigger === 'forced' ? requestCount(r.requestCount) : null)),
+      lateSpendDelayMs === undefined ? null : Math.trunc(lateSpendDelayMs),
     ],
   );
   return new Map(inserted.rows.map((row) => [row.budget_id, String(row.id)]));

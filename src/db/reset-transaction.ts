@@ -155,20 +155,11 @@ export async function resetBudgetsTransaction(
             rollover: options.rollover,
             readCounter: options.readWindowCounter,
             spendTableExists: existingTables.has(WINDOW_SPEND_TABLE),
+            lateSpendDelayMs: options.lateSpendDelayMs,
           })
         : await resetInTransaction(client, OWNERS[kind], requests, options, existingTables);
-    const resetIds = outcomes.flatMap((o) =>
-      'result' in o && o.result.outcome === 'reset' ? [o.result.resetId] : [],
-    );
-    if (resetIds.length > 0 && options.lateSpendDelayMs !== undefined) {
-      // Due for the worker's late-spend sweep (src/late-spend-sweeper.ts), committed with the reset itself.
-      await client.query(
-        `UPDATE ${SCHEMA}.reset_log SET late_spend_due_at = now() + $2 * interval '1 millisecond'
-          WHERE id = ANY($1::bigint[])`,
-        [resetIds, options.lateSpendDelayMs],
-      );
-    }
-    await client.query(resetIds.length > 0 ? 'COMMIT' : 'ROLLBACK');
+    const anyReset = outcomes.some((o) => 'result' in o && o.result.outcome === 'reset');
+    await client.query(anyReset ? 'COMMIT' : 'ROLLBACK');
     return outcomes;
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -253,6 +244,7 @@ async function resetInTransaction(
       client,
       kind,
       fenced.map((f) => f.request),
+      options.lateSpendDelayMs,
     );
     for (const f of fenced) {
       const resetId = byId.get(f.request.id);

@@ -156,6 +156,14 @@ export async function moveWindowResetAt(
 /** One window's outcome in a batch: its result, or the error that concerns it alone. */
 type WindowOutcome = { readonly result: ResetResult } | { readonly error: Error };
 
+interface WindowResetOptions {
+  readonly rollover: boolean;
+  readonly readCounter?: WindowCounterReader;
+  readonly spendTableExists: boolean;
+  /** When the reset is due for the late-spend sweep (undefined: never). */
+  readonly lateSpendDelayMs?: number;
+}
+
 /**
  * Resets windows inside the caller's transaction, each as LiteLLM's `_reset_expired_window` does: the carried
  * spend is read from the window's counter (`max(0, counter - max_budget)` with rollover, else 0), the
@@ -167,7 +175,7 @@ type WindowOutcome = { readonly result: ResetResult } | { readonly error: Error 
 export async function resetWindowsInTransaction(
   client: pg.ClientBase,
   requests: readonly ResetRequest[],
-  options: { rollover: boolean; readCounter?: WindowCounterReader; spendTableExists: boolean },
+  options: WindowResetOptions,
 ): Promise<WindowOutcome[]> {
   const outcomes: WindowOutcome[] = [];
   // Lock owner rows in one fixed order (keys, then teams, by id) so two batches never deadlock.
@@ -188,7 +196,7 @@ async function resetOneWindow(
   client: pg.ClientBase,
   request: ResetRequest,
   window: WindowId,
-  options: { rollover: boolean; readCounter?: WindowCounterReader; spendTableExists: boolean },
+  options: WindowResetOptions,
 ): Promise<WindowOutcome> {
   const row = await loadWindowRow(client, request.id, { forUpdate: true });
   if (!row) {
@@ -202,7 +210,7 @@ async function resetOneWindow(
   if (row.resetAt !== new Date(request.expectedResetAt).toISOString()) {
     return { result: { outcome: 'already_reset', currentResetAt: row.resetAt } };
   }
-  const resetId = (await claimPeriods(client, 'window', [request])).get(request.id);
+  const resetId = (await claimPeriods(client, 'window', [request], options.lateSpendDelayMs)).get(request.id);
   if (resetId === undefined) return { result: { outcome: 'already_reset', currentResetAt: row.resetAt } };
 
   // LiteLLM: "Per-window spend lives only in the counter, so the carried overage is read from it".
