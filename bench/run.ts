@@ -245,6 +245,7 @@ async function main(): Promise<number> {
               ...herdDefaults(opts.herdSize, opts.quick),
               ...(opts.herdWorkers ? { workers: opts.herdWorkers } : {}),
               profile: opts.profile,
+              built: opts.builtWorker,
             };
             await attempt(`herd, ${herdOptions.budgets} budgets at one boundary`, async () => {
               const { latenessValues, litellmValues, ...figures } = await benchHerd(
