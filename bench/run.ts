@@ -170,7 +170,9 @@ async function main(): Promise<number> {
 
   try {
     const servicesUp = await attempt('services', async () => {
-      services = await startServices({ statementStats: only.has('flush') || only.has('sleeping') });
+      services = await startServices({
+        statementStats: only.has('flush') || only.has('sleeping') || only.has('herd'),
+      });
       Object.assign(setupMs, services.setupMs);
     });
     if (servicesUp && services) {

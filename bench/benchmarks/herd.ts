@@ -22,7 +22,12 @@ import { metricsDelta, scrapeAll } from '../lib/worker-metrics.js';
 import proto from '@temporalio/proto';
 import type { Services } from '../lib/services.js';
 import { median, round } from '../lib/stats.js';
-import { createWorkerDatabase, type WorkerDatabase } from '../lib/worker-database.js';
+import {
+  createWorkerDatabase,
+  statementTimeWindow,
+  workerStatementTimes,
+  type WorkerDatabase,
+} from '../lib/worker-database.js';
 import {
   sampleRss,
   buildWorker,
@@ -95,6 +100,8 @@ export interface HerdFigures {
   readonly workerRssMB: { readonly armed: number; readonly peak: number; readonly perWorkerPeak: number[] };
   /** CPU per process group from the boundary to the last commit, in cores (1 = one core busy all the time). */
   readonly cpuAtBoundary: Record<string, { cpuMs: number; cores: number }>;
+  /** The workers' statements by executor time from the boundary to the last commit (pg_stat_statements). */
+  readonly statementsAtBoundary?: ReturnType<typeof statementTimeWindow>;
   /**
    * The late-spend checks that follow every reset (BUDGET_LATE_SPEND_DELAY, 30 s): when the first and last of
    * them were recorded (from the boundary) and the CPU while they ran (from the audit checks to the last). The herd's resets
@@ -154,7 +161,7 @@ export async function benchHerd(
     log('npm run build');
     await buildWorker();
   }
-  const db = await createWorkerDatabase(services, 'budget_bench_herd');
+  const db = await createWorkerDatabase(services, 'budget_bench_herd', { statementStats: true });
   const taskQueue = `bench-herd-${process.pid}`;
   const boundaryMs = Math.ceil((Date.now() + options.leadMs) / 1000) * 1000;
   const boundary = new Date(boundaryMs).toISOString();
@@ -243,6 +250,7 @@ export async function benchHerd(
 
     // Watch the audit from just before the boundary.
     if (boundaryMs - Date.now() > 1_000) await sleep(boundaryMs - Date.now() - 1_000);
+    const statementsBefore = db.statementStats ? await workerStatementTimes(db) : undefined;
     const cpuBefore = cpuByGroup(cpuGroup(workers));
     const boundaryMono = monotonicUs() + (boundaryMs - Date.now()) * 1000;
     const observed = await observeCommits(db, boundary, options.budgets, boundaryMs).catch(async (error) => {
@@ -256,6 +264,10 @@ export async function benchHerd(
     );
     const endMono = boundaryMono + lastCommitMs * 1000;
     const metricsAtBoundary = metricsDelta(metricsAtArmed, await scrapeAll(ports));
+    // Where PostgreSQL's time went from the boundary to the last commit (and the invalidations in flight then).
+    const statementsAtBoundary = statementsBefore
+      ? statementTimeWindow(statementsBefore, await workerStatementTimes(db))
+      : undefined;
     log(`all ${options.budgets} committed ${round(lastCommitMs / 1000, 2)} s after the boundary`);
 
     const audit = await checkAudit(db, boundary, options.budgets);
@@ -345,6 +357,7 @@ export async function benchHerd(
         perWorkerPeak: workers.map((w) => round(w.peakRssMB, 0)),
       },
       cpuAtBoundary,
+      statementsAtBoundary,
       lateSpendChecks,
       cpuDuringDiscovery: cpuDiscovery,
       workerMetrics: { discovery: metricsAtArmed, boundary: metricsAtBoundary },

@@ -95,3 +95,42 @@ export function statementWindow(
     top: rows.slice(0, 8),
   };
 }
+
+/** Executor time and calls of the worker role's statements (pg_stat_statements), by normalised statement. */
+export type StatementTimes = Map<string, { query: string; calls: number; ms: number }>;
+
+export async function workerStatementTimes(db: WorkerDatabase): Promise<StatementTimes> {
+  const { rows } = await db.pool.query<{ queryid: string; query: string; calls: string; ms: number }>(
+    `SELECT s.queryid::text AS queryid, s.query, s.calls::text AS calls, s.total_exec_time AS ms
+       FROM pg_stat_statements s
+       JOIN pg_roles r ON r.oid = s.userid
+       JOIN pg_database d ON d.oid = s.dbid
+      WHERE r.rolname = $1 AND d.datname = $2`,
+    [WORKER_ROLE, db.name],
+  );
+  return new Map(rows.map((r) => [r.queryid, { query: r.query, calls: Number(r.calls), ms: r.ms }]));
+}
+
+/**
+ * The statements that took the most executor time between two snapshots (wall time inside PostgreSQL, lock waits
+ * and CPU contention included): where a window's database time went.
+ */
+export function statementTimeWindow(
+  before: StatementTimes,
+  after: StatementTimes,
+  top = 10,
+): { totalMs: number; top: Array<{ ms: number; calls: number; query: string }> } {
+  const rows: Array<{ ms: number; calls: number; query: string }> = [];
+  for (const [id, { query, calls, ms }] of after) {
+    const prior = before.get(id);
+    const delta = { ms: ms - (prior?.ms ?? 0), calls: calls - (prior?.calls ?? 0) };
+    if (delta.calls > 0)
+      rows.push({
+        ms: Math.round(delta.ms),
+        calls: delta.calls,
+        query: query.replace(/\s+/g, ' ').slice(0, 200),
+      });
+  }
+  rows.sort((a, b) => b.ms - a.ms);
+  return { totalMs: rows.reduce((n, r) => n + r.ms, 0), top: rows.slice(0, top) };
+}
