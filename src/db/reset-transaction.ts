@@ -364,19 +364,31 @@ export function zeroSpendSql(type: EntityType, scope: Scope): string {
       : // to_json of a text array prints exactly JSON.stringify's form: ["a","b"]
         `to_json(ARRAY[${type.key.map((k) => `t.${ident(k)}`).join(', ')}]::text[])::text`;
   let where: string;
+  // The default end-user tier also owns the end users with no tier. That is a second equality key, not an OR:
+  // `budget_id = x OR (default AND budget_id IS NULL)` cannot be hashed, and joined to a batch of 500 tiers it
+  // compared every end user with every tier (a nested loop; at 1,000,000 end users, half a billion comparisons).
+  const targets = scope.kind === 'tier' && scope.includeUnassigned;
   if (scope.kind === 'owner') {
     where = `t.${ident(type.key[0] ?? '')} = params.budget_id`;
   } else {
-    where = scope.includeUnassigned
-      ? '(t."budget_id" = params.budget_id OR (params.unassigned AND t."budget_id" IS NULL))'
+    where = targets
+      ? `(t."budget_id" IS NULL) = params.unassigned_rows AND COALESCE(t."budget_id", '') = params.match_id`
       : 't."budget_id" = params.budget_id';
     if (type.tierCondition) where += ` AND ${type.tierCondition}`;
   }
   return `
-    WITH params AS (
+    WITH input AS (
       SELECT u.reset_id, u.budget_id, u.period_end, u.cap, u.unassigned, $6::text AS entity_type
         FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::float8[], $5::bool[])
              AS u(reset_id, budget_id, period_end, cap, unassigned)
+    ), params AS (
+      SELECT input.*, false AS unassigned_rows, input.budget_id AS match_id FROM input${
+        targets
+          ? `
+      UNION ALL
+      SELECT input.*, true, '' FROM input WHERE input.unassigned`
+          : ''
+      }
     ), old AS (
       SELECT ${keyCols}, t."spend" AS spend_before, params.reset_id, params.cap, params.entity_type
         FROM ${table} t JOIN params ON ${where}
