@@ -12,7 +12,7 @@ type History = proto.temporal.api.history.v1.History;
 export const HISTORIES = fileURLToPath(new URL('../workflows/histories/', import.meta.url));
 
 /** The release whose histories `npm run record:histories` writes. */
-export const RELEASE = '0.4.0';
+export const RELEASE = '0.5.0';
 
 /**
  * Every history is recorded as the budget `budget:replay`, and replayed under that id: the workflow derives its
