@@ -27,6 +27,12 @@ const INVALIDATION_BATCH = 500;
  */
 const PREPARE_LEAD_MS = 2_000;
 const BOUNDARY_CONNECTIONS = 8;
+/**
+ * Budgets with a shorter period are not armed: their workflow, which collects an armed reset up to 25 s after its
+ * boundary, would sleep past the next boundaries. They reset in their own workflow task at each boundary, as
+ * before arming; a herd is a calendar herd (hours, days, months).
+ */
+const MIN_ARMED_PERIOD_MS = 60_000;
 
 export interface LoadedBudget {
   /** The row, or null when it no longer exists. */
@@ -135,6 +141,7 @@ export function createResetActivities(deps: ActivityDeps) {
       } catch {
         return false;
       }
+      if (Date.parse(decided.nextResetAt) - Date.parse(decided.periodEnd) < MIN_ARMED_PERIOD_MS) return false;
       return arming.arm(armKey(request), Date.parse(request.at), Date.parse(request.now), async () => {
         const result = await reset({
           ...decided,
