@@ -16,7 +16,7 @@ export interface CoalescerOptions<T> {
  * the next. At rest every batch is of one item; under a burst, up to `maxBatch`.
  */
 export class Coalescer<T, R> {
-  private readonly queue: Array<{ item: T; settle: (outcome: Outcome<R>) => void }> = [];
+  private queue: Array<{ item: T; settle: (outcome: Outcome<R>) => void }> = [];
   private inFlight = 0;
 
   constructor(
@@ -49,19 +49,20 @@ export class Coalescer<T, R> {
   private take(): typeof this.queue {
     const key = this.options.key;
     if (!key) return this.queue.splice(0, this.options.maxBatch);
+    // One pass over the queue (a herd queues thousands; taking items out one by one was quadratic).
     const keys = new Set<string>();
     const batch: typeof this.queue = [];
-    for (let i = 0; i < this.queue.length && batch.length < this.options.maxBatch;) {
-      const waiting = this.queue[i]!;
-      const k = key(waiting.item);
-      if (keys.has(k)) {
-        i += 1;
-        continue;
+    const rest: typeof this.queue = [];
+    for (const waiting of this.queue) {
+      const k = batch.length < this.options.maxBatch ? key(waiting.item) : undefined;
+      if (k === undefined || keys.has(k)) {
+        rest.push(waiting);
+      } else {
+        keys.add(k);
+        batch.push(waiting);
       }
-      keys.add(k);
-      batch.push(waiting);
-      this.queue.splice(i, 1);
     }
+    this.queue = rest;
     return batch;
   }
 

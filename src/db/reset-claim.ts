@@ -65,7 +65,8 @@ function storableText(value: unknown): string | null {
   if (value === undefined || value === null) return null;
   // A message that skipped validation may carry a number or an object where text belongs: store it as JSON.
   const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
-  return text.replaceAll('\u0000', '\uFFFD');
+  // Tested first: a herd passes four texts per reset through here, and almost none holds a NUL.
+  return text.includes('\u0000') ? text.replaceAll('\u0000', '\uFFFD') : text;
 }
 
 /** A forced reset's request count as the audit stores it: a whole number of at least one (one when absent). */
