@@ -31,7 +31,9 @@ describe('budgetWorkflow messages (time skipping)', () => {
   it('forces a reset by update and by signal, with and without reanchor, applying a request id once', async () => {
     const { worker, taskQueue } = await t.worker();
     await worker.runUntil(async () => {
-      const boundary = nextUtcMidnight(await t.now());
+      // The midnight after next: the two hours this test skips must not reach the scheduled boundary, whatever
+      // the time of day it runs at (from 22:00 UTC the next midnight was within them, and reset on schedule).
+      const boundary = new Date(nextUtcMidnight(await t.now()).getTime() + DAY);
       await insertBudget(t.db.pool, { id: 'forced', duration: '1d', resetAt: boundary.toISOString() });
       await insertTag(t.db.pool, { name: 'forced-tag', spend: 5, budgetId: 'forced' });
       const ref: BudgetRef = { kind: 'budget', id: 'forced' };
