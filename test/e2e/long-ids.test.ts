@@ -190,15 +190,22 @@ describe('ids and tag names of anything a person can type', () => {
         ['team', team],
       ] as const) {
         const ref = `${kind}:${id}`;
-        const status = await run('--json', 'status', ref);
-        expect(status.code, status.stderr).toBe(0);
-        expect(JSON.parse(status.stdout)).toMatchObject({
-          kind,
-          id,
-          state: 'active',
-          lastError: null,
-          lastReset: { periodEnd: boundary, entityCount: 1 },
-        });
+        // The worker committed the armed reset at the boundary; the workflow records it when it wakes to collect
+        // it, 5 to 25 s later (README, "At the boundary").
+        await vi.waitFor(
+          async () => {
+            const status = await run('--json', 'status', ref);
+            expect(status.code, status.stderr).toBe(0);
+            expect(JSON.parse(status.stdout)).toMatchObject({
+              kind,
+              id,
+              state: 'active',
+              lastError: null,
+              lastReset: { periodEnd: boundary, entityCount: 1 },
+            });
+          },
+          { timeout: LIMITS.workflowStep, interval: 1_000 },
+        );
         const text = await run('status', ref);
         expect(text.code, text.stderr).toBe(0);
         expect(text.stdout).not.toMatch(UNSAFE_OUTPUT);
