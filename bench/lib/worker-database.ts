@@ -50,15 +50,8 @@ export async function createWorkerDatabase(
 export type StatementCounts = Map<string, { query: string; calls: number }>;
 
 export async function workerStatements(db: WorkerDatabase): Promise<StatementCounts> {
-  const { rows } = await db.pool.query<{ queryid: string; query: string; calls: string }>(
-    `SELECT s.queryid::text AS queryid, s.query, s.calls::text AS calls
-       FROM pg_stat_statements s
-       JOIN pg_roles r ON r.oid = s.userid
-       JOIN pg_database d ON d.oid = s.dbid
-      WHERE r.rolname = $1 AND d.datname = $2`,
-    [WORKER_ROLE, db.name],
-  );
-  return new Map(rows.map((r) => [r.queryid, { query: r.query, calls: Number(r.calls) }]));
+  const times = await workerStatementTimes(db);
+  return new Map([...times].map(([id, { query, calls }]) => [id, { query, calls }]));
 }
 
 export interface StatementWindow {
