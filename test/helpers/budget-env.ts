@@ -25,7 +25,6 @@ const EventType = proto.temporal.api.enums.v1.EventType;
  * schema, Redis under a namespace of its own, and a worker with the real activities.
  */
 export class BudgetTestEnv {
-  private readonly started = new Set<string>();
 
   private constructor(
     readonly env: TestWorkflowEnvironment,
@@ -91,9 +90,8 @@ export class BudgetTestEnv {
   }
 
   /**
-   * Makes `worker.runUntil` end a test body on a quiet server: before the worker stops, it waits until no
-   * workflow the test started has a workflow task or an activity outstanding (`terminateAll` then ends them after
-   * the test). The Java test server holds a time-skipping lock for each outstanding task and releases it only when
+   * Makes `worker.runUntil` end a test body on a quiet server: before the worker stops, it waits until no open
+   * workflow has a workflow task or an activity outstanding (`terminateAll` then ends them after the test). The Java test server holds a time-skipping lock for each outstanding task and releases it only when
    * the task completes, fails or times out, never on termination: a workflow terminated mid-task would freeze
    * skipped time for every later test on this server. On a busy machine a test body often ends with such a task
    * still in flight (the invalidation after a reset, the workflow task after a query's answer).
@@ -115,11 +113,11 @@ export class BudgetTestEnv {
       });
   }
 
-  /** Waits until every running workflow this test started has no workflow task or activity outstanding. */
+  /** Waits until no open workflow on the server has a workflow task or activity outstanding. */
   async waitUntilQuiet(): Promise<void> {
     await vi.waitFor(
       async () => {
-        for (const workflowId of this.started) {
+        for (const workflowId of await this.openWorkflowIds()) {
           const handle = this.env.client.workflow.getHandle(workflowId);
           const description = await handle.describe();
           if (description.status.name !== 'RUNNING') continue;
@@ -134,20 +132,11 @@ export class BudgetTestEnv {
     );
   }
 
-  /**
-   * Counts a workflow the test did not start itself (the supervisor, or a budget workflow the supervisor started)
-   * as one of its own: waited on before the worker stops, terminated after the test.
-   */
-  adopt(workflowId: string): void {
-    this.started.add(workflowId);
-  }
-
   async start(
     ref: BudgetRef,
     taskQueue: string,
     options: { maxHistoryEvents?: number; carried?: CarriedState } = {},
   ): Promise<WorkflowHandle> {
-    this.started.add(budgetWorkflowId(ref));
     return this.env.client.workflow.start(BUDGET_WORKFLOW_TYPE, {
       taskQueue,
       workflowId: budgetWorkflowId(ref),
@@ -156,17 +145,35 @@ export class BudgetTestEnv {
   }
 
   /**
-   * Terminates every workflow a test started. Call after each test: a workflow whose worker is gone would
-   * otherwise hold skipped time still when its next timer fires.
+   * Terminates every open workflow on the server: those the test started, and those the supervisor started for it.
+   * Call after each test: a workflow whose worker is gone would otherwise hold skipped time still when its next
+   * timer fires, in whichever later test skips time past it.
    */
   async terminateAll(): Promise<void> {
-    for (const workflowId of this.started) {
+    for (const workflowId of await this.openWorkflowIds()) {
       await this.env.client.workflow
         .getHandle(workflowId)
         .terminate('test finished')
         .catch(() => undefined);
     }
-    this.started.clear();
+  }
+
+  /** The ids of every workflow open on this file's server (it serves this file's tests only). */
+  private async openWorkflowIds(): Promise<string[]> {
+    const ids: string[] = [];
+    let nextPageToken: Uint8Array | undefined;
+    do {
+      const page = await this.env.client.workflowService.listOpenWorkflowExecutions({
+        namespace: this.env.client.options.namespace,
+        maximumPageSize: 1000,
+        nextPageToken,
+      });
+      for (const execution of page.executions ?? []) {
+        if (execution.execution?.workflowId) ids.push(execution.execution.workflowId);
+      }
+      nextPageToken = page.nextPageToken?.length ? page.nextPageToken : undefined;
+    } while (nextPageToken);
+    return ids;
   }
 
   handle(ref: BudgetRef): WorkflowHandle {
@@ -236,7 +243,7 @@ export class BudgetTestEnv {
 }
 
 /**
- * Registers a workflow test file's hooks: one environment for the file, every workflow a test started terminated
+ * Registers a workflow test file's hooks: one environment for the file, every open workflow terminated
  * after it, everything torn down at the end. `receive` gets the environment once it exists.
  */
 export function useBudgetTestEnv(receive: (env: BudgetTestEnv) => void): void {

@@ -308,10 +308,8 @@ describe('budgetEntityWorkflow history', () => {
         fullSweepIntervalMs: LONG_RUN.fullSweepIntervalMs,
       });
       const supervisor = t.env.client.workflow.getHandle(supervisorWorkflowId(taskQueue));
-      t.adopt(supervisor.workflowId);
       let seen = await passAfter(supervisor, 0);
       expect(seen.lastPass).toMatchObject({ changed: 1, started: 1, signalled: 0 });
-      t.adopt(budgetWorkflowId(ref));
       const firstRun = (await t.handle(ref).describe()).runId;
 
       const end = first.getTime() + LONG_RUN.days * DAY;
