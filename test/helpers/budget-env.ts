@@ -25,7 +25,6 @@ const EventType = proto.temporal.api.enums.v1.EventType;
  * schema, Redis under a namespace of its own, and a worker with the real activities.
  */
 export class BudgetTestEnv {
-
   private constructor(
     readonly env: TestWorkflowEnvironment,
     readonly db: TestDatabase,
@@ -208,6 +207,21 @@ export class BudgetTestEnv {
   /** Server (workflow) time now. */
   async now(): Promise<Date> {
     return new Date(await this.env.currentTimeMs());
+  }
+
+  /**
+   * Skips server time to the next instant `offsetMs` into a UTC period of `periodMs` and returns it
+   * (`skipToPhase(HOUR, HOUR / 2)`: the next HH:30:00). The server starts at the wall-clock time, so a test
+   * that anchors boundaries on "now" would otherwise start wherever CI happens to run: a second before the
+   * hour its first boundary is, that boundary passes (in real time) before the workflow has started. Call it
+   * before the test starts a workflow: skipped time fires the timers of every open workflow.
+   */
+  async skipToPhase(periodMs: number, offsetMs: number): Promise<Date> {
+    const now = await this.env.currentTimeMs();
+    let target = Math.floor(now / periodMs) * periodMs + offsetMs;
+    if (target <= now) target += periodMs;
+    await this.env.sleep(target - now);
+    return this.now();
   }
 
   /** Skips server time until just past `instant`. */

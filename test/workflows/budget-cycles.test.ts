@@ -27,7 +27,8 @@ describe('budgetWorkflow over many cycles (time skipping)', () => {
   it('resets every kind at each boundary for three cycles, with spend re-accrued in between', async () => {
     const { worker, taskQueue } = await t.worker();
     await worker.runUntil(async () => {
-      const first = nextUtcMidnight(await t.now());
+      // From noon: the first boundary is hours away, not in the seconds it takes to start four workflows.
+      const first = nextUtcMidnight(await t.skipToPhase(DAY, 12 * HOUR));
       const resetAt = first.toISOString();
       await insertBudget(t.db.pool, { id: 'tier-1', maxBudget: 10, duration: '1d', resetAt });
       await insertTag(t.db.pool, { name: 'tier-1-tag', spend: 1.5, budgetId: 'tier-1' });

@@ -87,7 +87,9 @@ describe('budgetWorkflow messages (time skipping)', () => {
   it('takes a schedule change mid-period at once', async () => {
     const { worker, taskQueue } = await t.worker();
     await worker.runUntil(async () => {
-      const boundary = nextUtcMidnight(await t.now());
+      // From HH:30: neither midnight nor the next hour is within the seconds between this test reading the clock
+      // and the workflow reading its own (each computes the next hour below).
+      const boundary = nextUtcMidnight(await t.skipToPhase(HOUR, HOUR / 2));
       await insertUser(t.db.pool, {
         id: 'changer',
         spend: 1,

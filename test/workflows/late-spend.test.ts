@@ -29,7 +29,10 @@ describe('late spend (time skipping)', () => {
   it("commits a reset's late-spend due time with the reset and leaves the check to the worker's sweeper", async () => {
     const { worker, taskQueue } = await t.worker({ config: { lateSpendDelayMs: DELAY } });
     await worker.runUntil(async () => {
-      const first = new Date(Math.floor((await t.now()).getTime() / HOUR) * HOUR + HOUR);
+      // From HH:30: the first boundary is half an hour away, not in the seconds it takes to start the workflow.
+      const first = new Date(
+        Math.floor((await t.skipToPhase(HOUR, HOUR / 2)).getTime() / HOUR) * HOUR + HOUR,
+      );
       await insertBudget(t.db.pool, {
         id: 'swept',
         maxBudget: 1,

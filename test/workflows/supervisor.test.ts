@@ -140,7 +140,10 @@ describe('budgetSupervisorWorkflow (time skipping)', () => {
   it('a reset by the workflow itself is not a schedule change', async () => {
     const { worker, taskQueue } = await t.worker();
     await worker.runUntil(async () => {
-      const resetAt = new Date(Math.ceil((await t.now()).getTime() / 3_600_000) * 3_600_000).toISOString();
+      // From HH:30: the boundary is half an hour away, not within the supervisor's first pass.
+      const resetAt = new Date(
+        Math.ceil((await t.skipToPhase(3_600_000, 1_800_000)).getTime() / 3_600_000) * 3_600_000,
+      ).toISOString();
       await insertTeam(t.db.pool, { id: 'own-reset', duration: '1h', resetAt });
       const supervisor = await t.env.client.workflow.start('budgetSupervisorWorkflow', {
         taskQueue,

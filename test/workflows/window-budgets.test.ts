@@ -25,6 +25,8 @@ describe('window budgets (time skipping)', () => {
   it('resets a key’s hourly window over two cycles: only that window, counter set, spend row rolled, audited', async () => {
     const { worker, taskQueue } = await t.worker();
     await worker.runUntil(async () => {
+      // From HH:30: the first boundary is half an hour away, not in the seconds it takes to start the workflow.
+      await t.skipToPhase(HOUR, HOUR / 2);
       const first = await nextHour();
       const dayWindow = { budget_duration: '1d', max_budget: 20, reset_at: '2099-01-01T00:00:00+00:00' };
       await insertKey(t.db.pool, { token: 'wc-key', spend: 9 });

@@ -23,6 +23,8 @@ describe('window budgets found by the supervisor (time skipping)', () => {
   it('discovery starts one workflow per window of keys and teams and follows LiteLLM’s changes to them', async () => {
     const { worker, taskQueue } = await t.worker();
     await worker.runUntil(async () => {
+      // From HH:30: the hourly window's boundary is half an hour away, not within the supervisor's first pass.
+      await t.skipToPhase(HOUR, HOUR / 2);
       const hour = await nextHour();
       const day = new Date(Math.floor(hour.getTime() / DAY) * DAY + 10 * DAY);
       await insertKey(t.db.pool, { token: 'wd-key' });
