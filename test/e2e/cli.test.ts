@@ -61,14 +61,19 @@ beforeAll(async () => {
   db = await createTestDatabase();
   metricsPort = await freePort();
   env = { ...workerEnv(db.url, taskQueue), METRICS_PORT: String(metricsPort) };
-  const nextHour = new Date(Math.floor(Date.now() / HOUR) * HOUR + HOUR).toISOString();
-  await insertBudget(db.pool, { id: tier, maxBudget: 1, duration: '1h', resetAt: nextHour });
+  // The hour after next: at least an hour away, so no scheduled reset runs while the file does (it takes minutes,
+  // and the next hour can be seconds away), and within the two hours `list --due-within 2h` looks ahead.
+  const resetAt = new Date(Math.floor(Date.now() / HOUR) * HOUR + 2 * HOUR).toISOString();
+  await insertBudget(db.pool, { id: tier, maxBudget: 1, duration: '1h', resetAt });
   await insertTag(db.pool, { name: `${tier}-tag`, spend: 0.75, budgetId: tier });
-  await insertTeam(db.pool, { id: team, spend: 3, duration: '1d', resetAt: nextHour });
-  // Window budgets as LiteLLM's API leaves them: each reset_at its next boundary in Python's isoformat(), its
+  await insertTeam(db.pool, { id: team, spend: 3, duration: '1d', resetAt });
+  // Window budgets as LiteLLM's API leaves them: each reset_at a boundary of its own in Python's isoformat(), its
   // counter in Redis under the worker's namespace, the daily window's LiteLLM_BudgetWindowSpend row a day behind.
-  dayReset = nextBoundary(parseDuration('1d'), new Date()).toISOString();
-  weekReset = nextBoundary(parseDuration('7d'), new Date()).toISOString();
+  // Each the boundary after next: the next midnight (or Monday) may come while the file runs.
+  const afterNext = (duration: string) =>
+    nextBoundary(parseDuration(duration), nextBoundary(parseDuration(duration), new Date())).toISOString();
+  dayReset = afterNext('1d');
+  weekReset = afterNext('7d');
   windowLimits = [
     { budget_duration: '1d', max_budget: 2, reset_at: pythonIsoFormat(dayReset), label: 'daily' },
     { budget_duration: '7d', max_budget: 10, reset_at: pythonIsoFormat(weekReset) },
