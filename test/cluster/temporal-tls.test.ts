@@ -8,7 +8,7 @@ import { createCa, issueCertificate, type CertificateFiles } from '../helpers/ce
 import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
-import { insertBudget, insertTag, spendOf } from '../helpers/litellm-rows.js';
+import { insertBudget, insertTag, ONE_RESET_DURATION, spendOf } from '../helpers/litellm-rows.js';
 import { services, uniqueName, workerEnv } from '../helpers/services.js';
 import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
 
@@ -119,7 +119,7 @@ async function resetEndToEnd(env: Record<string, string>, prefix: string): Promi
   const id = `${prefix}-tier`;
   const tag = `${prefix}-tag`;
   const boundary = new Date(Math.ceil((Date.now() + 8_000) / 1_000) * 1_000);
-  await insertBudget(db.pool, { id, duration: '1h', resetAt: boundary.toISOString() });
+  await insertBudget(db.pool, { id, duration: ONE_RESET_DURATION, resetAt: boundary.toISOString() });
   await insertTag(db.pool, { name: tag, spend: 7, budgetId: id });
   const sync = await budgetctl(['--json', 'sync'], env);
   expect(sync.code, sync.stderr).toBe(0);

@@ -6,7 +6,7 @@ import { invalidationMessage } from '../../src/cache/invalidation.js';
 import { budgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
-import { insertBudget, insertTag, insertTeam, spendOf } from '../helpers/litellm-rows.js';
+import { insertBudget, insertTag, insertTeam, ONE_RESET_DURATION, spendOf } from '../helpers/litellm-rows.js';
 import { services, uniqueName, workerEnv } from '../helpers/services.js';
 import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
 
@@ -124,11 +124,13 @@ describe('ids and tag names of anything a person can type', () => {
     // Room for the sync (one `budgetctl` command, 3 s) and the workflows' first tasks (5 s) before the boundary, or
     // they reset it late, as a catch-up.
     const boundary = new Date(Math.ceil((Date.now() + LIMITS.cliCommand) / 1_000) * 1_000).toISOString();
-    await insertBudget(db.pool, { id: tier, duration: '1h', resetAt: boundary });
+    // The one reset each, whatever the hour: the checks below look at the status a minute after the boundary.
+    const duration = ONE_RESET_DURATION;
+    await insertBudget(db.pool, { id: tier, duration, resetAt: boundary });
     await insertTag(db.pool, { name: tag, spend: 5, budgetId: tier });
-    await insertBudget(db.pool, { id: shortTier, duration: '1h', resetAt: boundary });
+    await insertBudget(db.pool, { id: shortTier, duration, resetAt: boundary });
     await insertTag(db.pool, { name: `${shortTier}-tag`, spend: 2, budgetId: shortTier });
-    await insertTeam(db.pool, { id: team, spend: 6, duration: '1h', resetAt: boundary });
+    await insertTeam(db.pool, { id: team, spend: 6, duration, resetAt: boundary });
 
     const redis = new Redis(services().redisUrl);
     const subscriber = new Redis(services().redisUrl);

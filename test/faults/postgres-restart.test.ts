@@ -12,7 +12,7 @@ import { LATE_GRACE_MS } from '../../src/reset-plan.js';
 import { scheduleChangedSignal, statusQuery, type BudgetStatus } from '../../src/temporal/messages.js';
 import { supervisorWorkflowId, syncNowSignal } from '../../workflows/supervisor.js';
 import { LIMITS } from '../helpers/limits.js';
-import { insertBudget, insertTag, spendOf } from '../helpers/litellm-rows.js';
+import { insertBudget, insertTag, ONE_RESET_DURATION, spendOf } from '../helpers/litellm-rows.js';
 import { services, uniqueName } from '../helpers/services.js';
 import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
 
@@ -79,7 +79,8 @@ describe('PostgreSQL restarted', () => {
       BUDGET_TASK_QUEUE: taskQueue,
     });
     const boundary = new Date(Math.ceil((Date.now() + 8_000) / 1_000) * 1_000).toISOString();
-    await insertBudget(pool, { id: tier.id, duration: '1h', resetAt: boundary });
+    // Its one reset in this file (the next test checks it is still the only one).
+    await insertBudget(pool, { id: tier.id, duration: ONE_RESET_DURATION, resetAt: boundary });
     await insertTag(pool, { name: `${tier.id}-tag`, spend: 7, budgetId: tier.id });
     // Hold the reset inside its transaction with the tag's row lock, so the restart lands mid-transaction.
     const locker = new pg.Client({ connectionString: url });

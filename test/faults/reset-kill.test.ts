@@ -17,7 +17,7 @@ import {
 } from '../../src/temporal/messages.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
-import { insertBudget, insertTag, resetAtOf, spendOf } from '../helpers/litellm-rows.js';
+import { insertBudget, insertTag, ONE_RESET_DURATION, resetAtOf, spendOf } from '../helpers/litellm-rows.js';
 import { services, uniqueName } from '../helpers/services.js';
 import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
 
@@ -66,7 +66,7 @@ async function dueTier(taskQueue: string): Promise<{ ref: BudgetRef; tag: string
   const ref: BudgetRef = { kind: 'budget', id: `${taskQueue}-tier` };
   const tag = `${taskQueue}-tag`;
   const boundary = new Date(Math.ceil((Date.now() + 6_000) / 1_000) * 1_000).toISOString();
-  await insertBudget(db.pool, { id: ref.id, duration: '1h', resetAt: boundary });
+  await insertBudget(db.pool, { id: ref.id, duration: ONE_RESET_DURATION, resetAt: boundary });
   await insertTag(db.pool, { name: tag, spend: 9, budgetId: ref.id });
   const workflowId = budgetWorkflowId(ref);
   await client.workflow.start(BUDGET_WORKFLOW_TYPE, { taskQueue, workflowId, args: [ref] });
@@ -125,8 +125,8 @@ async function expectResetOnce(ref: BudgetRef, tag: string, boundary: string): P
   expect(rows.map((r) => [r.period_end.toISOString(), r.entity_count])).toEqual([[boundary, 1]]);
   expect(await spendOf(db.pool, 'LiteLLM_TagTable', { tag_name: tag })).toBe(0);
   expect(await resetAtOf(db.pool, 'LiteLLM_BudgetTable', 'budget_id', ref.id)).toBe(s.nextResetAt);
-  // 1h boundaries fall on the hour: the next one is the first after the boundary reset.
-  expect(Date.parse(s.nextResetAt!)).toBe((Math.floor(Date.parse(boundary) / 3_600_000) + 1) * 3_600_000);
+  // `2d` counts from the boundary's own midnight: the next boundary is two days after it.
+  expect(Date.parse(s.nextResetAt!)).toBe((Math.floor(Date.parse(boundary) / 86_400_000) + 2) * 86_400_000);
 }
 
 /**

@@ -16,7 +16,7 @@ import { statusQuery, type BudgetStatus } from '../../src/temporal/messages.js';
 import { createCa, issueCertificate } from '../helpers/certificates.js';
 import { budgetctl } from '../helpers/cli.js';
 import { LIMITS } from '../helpers/limits.js';
-import { insertBudget, insertTag, spendOf } from '../helpers/litellm-rows.js';
+import { insertBudget, insertTag, ONE_RESET_DURATION, spendOf } from '../helpers/litellm-rows.js';
 import { services, uniqueName } from '../helpers/services.js';
 import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process.js';
 
@@ -142,7 +142,7 @@ describe('over TLS to PostgreSQL and Redis, with passwords and an API key', () =
     const ref: BudgetRef = { kind: 'budget', id: `${taskQueue}-tier` };
     const tag = `${taskQueue}-tag`;
     const boundary = new Date(Math.ceil((Date.now() + 6_000) / 1_000) * 1_000).toISOString();
-    await insertBudget(pool, { id: ref.id, duration: '1h', resetAt: boundary });
+    await insertBudget(pool, { id: ref.id, duration: ONE_RESET_DURATION, resetAt: boundary });
     await insertTag(pool, { name: tag, spend: 9, budgetId: ref.id });
     const redis = new Redis({
       host: '127.0.0.1',

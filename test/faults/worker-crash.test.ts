@@ -3,7 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import { freePort } from '../../dev/provision/ports.js';
 import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
-import { insertBudget, insertTag } from '../helpers/litellm-rows.js';
+import { insertBudget, insertTag, ONE_RESET_DURATION } from '../helpers/litellm-rows.js';
 import { LIMITS } from '../helpers/limits.js';
 import { waitUntilReady } from '../helpers/worker-process.js';
 import { services, uniqueName } from '../helpers/services.js';
@@ -49,7 +49,7 @@ describe('two workers, one killed', () => {
     for (let i = 0; i < BUDGETS; i += 1) {
       await insertBudget(db.pool, {
         id: `${taskQueue}-${i}`,
-        duration: '1h',
+        duration: ONE_RESET_DURATION,
         resetAt: boundary.toISOString(),
       });
       await insertTag(db.pool, {

@@ -8,7 +8,7 @@ import { scheduleChangedSignal, statusQuery, type BudgetStatus } from '../../src
 import { budgetctl, spawnBudgetctl, stopProcess } from '../helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 import { LIMITS } from '../helpers/limits.js';
-import { insertBudget, insertTag } from '../helpers/litellm-rows.js';
+import { insertBudget, insertTag, ONE_RESET_DURATION } from '../helpers/litellm-rows.js';
 import { services, uniqueName, workerEnv } from '../helpers/services.js';
 
 // Signals and updates of the wrong shape, sent straight through the Temporal CLI (as anyone with access to the
@@ -158,7 +158,8 @@ describe('signals and updates of the wrong shape, sent with the Temporal CLI', (
   // which cannot store it, and the reset failed forever with the scheduled resets queued behind it.
   it('ignores a forceReset and rejects a resetNow whose reason holds NUL; the budget still resets on schedule and on demand', async () => {
     const nextHour = new Date(Math.ceil(Date.now() / 3_600_000) * 3_600_000 + 3_600_000).toISOString();
-    await insertBudget(db.pool, { id: nulRef.id, duration: '1h', resetAt: nextHour });
+    // The boundary moved to seconds from now below is the only one reached while the test runs.
+    await insertBudget(db.pool, { id: nulRef.id, duration: ONE_RESET_DURATION, resetAt: nextHour });
     await insertTag(db.pool, { name: `${nulRef.id}-tag`, spend: 5, budgetId: nulRef.id });
     startWorker();
     await vi.waitFor(

@@ -6,6 +6,13 @@ import type pg from 'pg';
  */
 type Db = pg.Pool | pg.ClientBase;
 
+/**
+ * A `budget_duration` for real-time tests that put a boundary seconds from now and expect that one reset: LiteLLM's
+ * `2d` steps to the boundary's own midnight plus two days, so the next boundary is over a day later at any time of
+ * day. (`1h` steps to the next full hour: from a boundary at 10:59:50, ten seconds later, within the test.)
+ */
+export const ONE_RESET_DURATION = '2d';
+
 export async function insertBudget(
   db: Db,
   row: { id: string; maxBudget?: number | null; duration?: string | null; resetAt?: string | null },
