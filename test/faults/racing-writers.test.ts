@@ -25,8 +25,13 @@ import { insertBudget, insertKey, resetAtOf, spendOf } from '../helpers/litellm-
 import { scheduledReset } from '../helpers/reset-requests.js';
 
 const DAY = 86_400_000;
+/**
+ * The clock LiteLLM's key sweep reads: fixed, so that its next boundary is the day after BOUNDARY like ours, even
+ * when the file runs across midnight (on the wall clock the sweep would then move the keys a day further).
+ */
+const NOW = new Date();
 /** Today's midnight (UTC), already passed: due for LiteLLM's sweep and for us. */
-const BOUNDARY = new Date(Math.floor(Date.now() / DAY) * DAY).toISOString();
+const BOUNDARY = new Date(Math.floor(NOW.getTime() / DAY) * DAY).toISOString();
 const NEXT = new Date(Date.parse(BOUNDARY) + DAY).toISOString();
 const OPTIONS = { rollover: false };
 
@@ -120,6 +125,7 @@ describe("LiteLLM's key sweep and spend writer racing our key resets", () => {
     const litellm = await onClient(async (client) => {
       let rest: Promise<void> | undefined;
       const sweep = await litellmKeySweep(client, {
+        clock: () => NOW,
         afterRead: async (page) => {
           if (page !== 0) return;
           await runOurs(batches.length / 2);

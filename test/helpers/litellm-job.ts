@@ -48,15 +48,16 @@ async function retryDeadlock<T>(fn: () => Promise<T>): Promise<T> {
  * budget_reset_at < now, budget_duration not null})`), then one guarded `UPDATE` per row in one batch transaction
  * (`_KEY_SPEND_RESET_SQL`: subtract the spend it read, set the wall-clock boundary, only where `budget_reset_at`
  * still holds what it read), until a page comes back short or advanced nothing. `afterRead` runs between a page's
- * read and its write, where the races live.
+ * read and its write, where the races live. `clock` is the pod's clock (the wall clock unless given).
  */
 export async function litellmKeySweep(
   client: pg.ClientBase,
-  options: { afterRead?: (page: number) => Promise<void> } = {},
+  options: { afterRead?: (page: number) => Promise<void>; clock?: () => Date } = {},
 ): Promise<KeyResetWrite[]> {
+  const clock = options.clock ?? (() => new Date());
   const writes: KeyResetWrite[] = [];
   for (let page = 0; page < 100; page++) {
-    const now = new Date();
+    const now = clock();
     const { rows } = await client.query<{ token: string; spend: number; reset_at: string }>(
       `SELECT token, spend, to_char(budget_reset_at, 'YYYY-MM-DD"T"HH24:MI:SS.US') AS reset_at
          FROM "LiteLLM_VerificationToken"
@@ -102,7 +103,7 @@ export async function litellmKeySweep(
     });
     writes.push(...pageWrites);
     // `_phase_is_drained`: a short page, or a full page that advanced nothing, ends the phase.
-    if (rows.length < LITELLM_BATCH_SIZE || next <= new Date()) break;
+    if (rows.length < LITELLM_BATCH_SIZE || next <= clock()) break;
   }
   return writes;
 }
