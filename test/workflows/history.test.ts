@@ -95,7 +95,7 @@ describe('budgetEntityWorkflow history', () => {
   it('continues as new past its history bound, at any wait, carrying all its state', async () => {
     const { worker, taskQueue } = await t.worker();
     await worker.runUntil(async () => {
-      // From HH:30: the first boundary is half an hour away, not within the seconds this test takes to reach it.
+      // From HH:30: the first boundary is half an hour away, not within the seconds of messages sent before it.
       const first = nextHour(await t.skipToPhase(HOUR, HOUR / 2));
       await insertBudget(t.db.pool, { id: 'can', duration: '1h', resetAt: first.toISOString() });
       await insertTag(t.db.pool, { name: 'can-tag', spend: 1, budgetId: 'can' });
