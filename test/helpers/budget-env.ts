@@ -90,7 +90,8 @@ export class BudgetTestEnv {
 
   /**
    * Makes `worker.runUntil` end a test body on a quiet server: before the worker stops, it waits until no open
-   * workflow has a workflow task or an activity outstanding (`terminateAll` then ends them after the test). The Java test server holds a time-skipping lock for each outstanding task and releases it only when
+   * workflow has a workflow task or an activity outstanding (`terminateAll` then ends them after the test). The
+   * Java test server holds a time-skipping lock for each outstanding task and releases it only when
    * the task completes, fails or times out, never on termination: a workflow terminated mid-task would freeze
    * skipped time for every later test on this server. On a busy machine a test body often ends with such a task
    * still in flight (the invalidation after a reset, the workflow task after a query's answer).
